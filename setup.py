@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="allocation",
+    version="0.1.0",
+    description="Stock allocation service: allocates order lines to batches of stock.",
+    python_requires=">=3.11",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    install_requires=[
+        "flask>=3.0",
+        "sqlalchemy>=2.0",
+        "psycopg2-binary>=2.9",
+        "redis>=5.0",
+        "pydantic>=2.6",
+        "gunicorn>=22.0",
+        "tenacity>=8.2",
+        "click>=8.1",
+    ],
+    entry_points={"console_scripts": ["allocation=allocation.entrypoints.cli:main"]},
+)

@@ -1,0 +1,101 @@
+"""Classical (imperative) mapping: the domain classes stay plain Python; the tables live here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Date,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import registry, relationship
+
+from allocation.domain import model
+
+NAME_LENGTH = 255
+
+metadata = MetaData()
+mapper_registry = registry(metadata=metadata)
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", String(NAME_LENGTH), primary_key=True),
+    Column("version_number", Integer, nullable=False, server_default="0"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", String(NAME_LENGTH), nullable=False, unique=True),
+    Column("sku", ForeignKey("products.sku"), nullable=False, index=True),
+    Column("purchased_quantity", Integer, nullable=False),
+    Column("eta", Date, nullable=True),
+)
+
+# One row per allocated order line: the unique (orderid, sku) is what makes
+# "a line is in at most one batch" true in the database as well as in the model.
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", ForeignKey("batches.id"), nullable=False, index=True),
+    Column("orderid", String(NAME_LENGTH), nullable=False),
+    Column("sku", String(NAME_LENGTH), nullable=False),
+    Column("qty", Integer, nullable=False),
+    UniqueConstraint("orderid", "sku", name="uq_allocations_orderid_sku"),
+)
+
+allocations_view = Table(
+    "allocations_view",
+    metadata,
+    Column("orderid", String(NAME_LENGTH), primary_key=True),
+    Column("sku", String(NAME_LENGTH), primary_key=True),
+    Column("batchref", String(NAME_LENGTH), nullable=False),
+)
+
+
+def start_mappers() -> None:
+    """Maps the domain classes; safe to call more than once per process."""
+    if mapper_registry.mappers:
+        return
+    mapper_registry.map_imperatively(model.OrderLine, allocations)
+    mapper_registry.map_imperatively(
+        model.Batch,
+        batches,
+        properties={
+            "_purchased_quantity": batches.c.purchased_quantity,
+            "_allocations": relationship(
+                model.OrderLine, collection_class=set, lazy="selectin",
+                cascade="all, delete-orphan",
+            ),
+        },
+    )
+    mapper_registry.map_imperatively(
+        model.Product,
+        products,
+        # The model increments version_number itself; the mapper adds
+        # "AND version_number = <the version we read>" to every UPDATE.
+        version_id_col=products.c.version_number,
+        version_id_generator=False,
+        properties={
+            "batches": relationship(model.Batch, lazy="selectin", order_by=batches.c.id),
+        },
+    )
+    event.listen(model.Product, "load", _init_events)
+
+
+def clear_mappers() -> None:
+    mapper_registry.dispose()
+
+
+def _init_events(product: model.Product, _context: Any) -> None:
+    product.events = []

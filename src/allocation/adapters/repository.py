@@ -1,0 +1,52 @@
+"""SQLAlchemy implementations of the repository and read-model ports."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from allocation.adapters import orm
+from allocation.domain import model
+from allocation.service_layer.ports import AbstractAllocationsView, AbstractRepository
+
+
+class SqlAlchemyRepository(AbstractRepository):
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def _add(self, product: model.Product) -> None:
+        self.session.add(product)
+
+    def _get(self, sku: str) -> model.Product | None:
+        return self.session.scalars(select(model.Product).filter_by(sku=sku)).first()
+
+    def _get_by_batchref(self, ref: str) -> model.Product | None:
+        query = (
+            select(model.Product)
+            .join(orm.batches, orm.batches.c.sku == orm.products.c.sku)
+            .where(orm.batches.c.reference == ref)
+        )
+        return self.session.scalars(query).first()
+
+
+class SqlAlchemyAllocationsView(AbstractAllocationsView):
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, orderid: str, sku: str, batchref: str) -> None:
+        self.remove(orderid, sku)
+        self.session.execute(
+            insert(orm.allocations_view).values(orderid=orderid, sku=sku, batchref=batchref)
+        )
+
+    def remove(self, orderid: str, sku: str) -> None:
+        view = orm.allocations_view
+        self.session.execute(delete(view).where(view.c.orderid == orderid, view.c.sku == sku))
+
+    def for_order(self, orderid: str) -> list[dict[str, str]]:
+        view = orm.allocations_view
+        rows = self.session.execute(
+            select(view.c.sku, view.c.batchref).where(view.c.orderid == orderid).order_by(view.c.sku)
+        )
+        return [{"sku": row.sku, "batchref": row.batchref} for row in rows]

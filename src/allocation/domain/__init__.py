@@ -1,0 +1,1 @@
+"""The pure model: aggregates, value objects, commands and events. Imports only the stdlib."""

@@ -1,0 +1,52 @@
+"""Domain errors. They carry no HTTP: the entrypoints map them to status codes in one table."""
+
+from __future__ import annotations
+
+
+class AllocationError(Exception):
+    """Base class of every error the service raises on purpose."""
+
+
+class InvalidSku(AllocationError):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"Invalid sku {sku}")
+        self.sku = sku
+
+
+class OutOfStockError(AllocationError):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"Out of stock for sku {sku}")
+        self.sku = sku
+
+
+class DuplicateBatch(AllocationError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"Batch {ref} already exists")
+        self.ref = ref
+
+
+class UnknownBatch(AllocationError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"Unknown batch {ref}")
+        self.ref = ref
+
+
+class LineConflict(AllocationError):
+    """The same order and SKU was already allocated with a different quantity."""
+
+    def __init__(self, orderid: str, sku: str, allocated_qty: int) -> None:
+        super().__init__(
+            f"Order {orderid} already has sku {sku} allocated with qty {allocated_qty}"
+        )
+        self.orderid = orderid
+        self.sku = sku
+
+
+class ConcurrencyConflict(AllocationError):
+    """Another transaction changed the same product first; the change was rolled back."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The product was changed by another request at the same time; please retry"
+            + (f" ({detail})" if detail else "")
+        )

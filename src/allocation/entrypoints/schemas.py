@@ -1,0 +1,92 @@
+"""What the edges accept: request and message shapes, validated before anything runs."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from allocation.domain import commands
+
+MAX_NAME_LENGTH = 255
+MAX_QUANTITY = 1_000_000_000
+
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$"),
+]
+PositiveQuantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
+Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+
+
+class InvalidInput(ValueError):
+    """The input was not what the contract asks for; the message says what is wrong."""
+
+
+class _Strict(BaseModel):
+    # Strict: "5" is not a quantity and 5.0 is not an integer. Unknown keys are
+    # ignored so that clients may send more than we read.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class AddBatchRequest(_Strict):
+    ref: Name
+    sku: Name
+    qty: PositiveQuantity
+    eta: date | None = None
+
+    def to_command(self) -> commands.CreateBatch:
+        return commands.CreateBatch(ref=self.ref, sku=self.sku, qty=self.qty, eta=self.eta)
+
+
+class AllocateRequest(_Strict):
+    orderid: Name
+    sku: Name
+    qty: PositiveQuantity
+
+    def to_command(self) -> commands.Allocate:
+        return commands.Allocate(orderid=self.orderid, sku=self.sku, qty=self.qty)
+
+
+class ChangeBatchQuantityMessage(_Strict):
+    batchref: Name
+    qty: Quantity
+
+    def to_command(self) -> commands.ChangeBatchQuantity:
+        return commands.ChangeBatchQuantity(ref=self.batchref, qty=self.qty)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_order_id = TypeAdapter(Name)
+
+
+def parse(schema: type[Model], raw: bytes | str) -> Model:
+    """Parses JSON into the schema, or raises InvalidInput naming every problem."""
+    try:
+        return schema.model_validate_json(raw)
+    except ValidationError as error:
+        raise InvalidInput(describe(error)) from None
+
+
+def parse_orderid(raw: str) -> str:
+    try:
+        return _order_id.validate_python(raw)
+    except ValidationError as error:
+        raise InvalidInput(describe(error, field="orderid")) from None
+
+
+def describe(error: ValidationError, field: str = "") -> str:
+    problems = []
+    for detail in error.errors(include_url=False):
+        where = ".".join(str(part) for part in detail["loc"]) or field
+        message = detail["msg"]
+        if detail["type"] == "string_pattern_mismatch":
+            message = "String should not contain control characters"
+        if detail["type"] == "json_invalid":
+            where, message = "", f"Body is not valid JSON ({message.removeprefix('Invalid JSON: ')})"
+        if detail["type"] == "model_type":
+            message = "Body should be a JSON object"
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)

@@ -1,0 +1,103 @@
+"""The message bus: routes each command to its one handler and each event to all of its handlers.
+
+The bus holds no per-message state, so one bus serves every thread of a server:
+each message gets a fresh Unit of Work and its own queue of follow-up events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from allocation.domain import commands, events
+from allocation.domain.exceptions import ConcurrencyConflict
+from allocation.service_layer.unit_of_work import AbstractUnitOfWork
+
+logger = logging.getLogger(__name__)
+
+Message = commands.Command | events.Event
+Handler = Callable[[Any, AbstractUnitOfWork], Any]
+UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
+
+
+class MessageBus:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        event_handlers: Mapping[type[events.Event], Sequence[Handler]],
+        command_handlers: Mapping[type[commands.Command], Handler],
+        max_attempts: int = 10,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self._event_handlers = event_handlers
+        self._command_handlers = command_handlers
+        self._max_attempts = max_attempts
+
+    def handle(self, message: Message) -> Any:
+        """Runs the message and every event it leads to; returns the command's result.
+
+        A command's error reaches the caller, but only after the events its
+        committed work raised (an OutOfStock, say) have been handled.
+        """
+        queue: deque[events.Event] = deque()
+        try:
+            if isinstance(message, commands.Command):
+                handler = self._command_handlers[type(message)]
+                return self._run(handler, message, queue)
+            if isinstance(message, events.Event):
+                queue.append(message)
+                return None
+            raise TypeError(f"{message!r} is neither a command nor an event")
+        finally:
+            self._drain(queue)
+
+    def _drain(self, queue: deque[events.Event]) -> None:
+        while queue:
+            event = queue.popleft()
+            for handler in self._event_handlers.get(type(event), ()):
+                try:
+                    self._run(handler, event, queue)
+                except Exception:
+                    logger.exception("handler %s failed for %r", _name(handler), event)
+
+    def _run(self, handler: Handler, message: Message, queue: deque[events.Event]) -> Any:
+        """Calls the handler with a fresh Unit of Work, again on a concurrency conflict."""
+        result = None
+        for attempt in self._retrying(handler, message):
+            with attempt:
+                uow = self.uow_factory()
+                try:
+                    result = handler(message, uow)
+                finally:
+                    queue.extend(uow.collect_new_events())
+        return result
+
+    def _retrying(self, handler: Handler, message: Message) -> Retrying:
+        def log_retry(state: RetryCallState) -> None:
+            logger.info(
+                "concurrency conflict in %s for %r, attempt %d of %d",
+                _name(handler), message, state.attempt_number, self._max_attempts,
+            )
+
+        return Retrying(
+            retry=retry_if_exception_type(ConcurrencyConflict),
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_random_exponential(multiplier=0.005, max=0.2),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
+
+def _name(handler: Handler) -> str:
+    func = getattr(handler, "func", handler)
+    return getattr(func, "__qualname__", repr(func))
