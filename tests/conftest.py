@@ -1,0 +1,51 @@
+"""Fixtures shared by every layer of tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from allocation import bootstrap
+from allocation.config import Settings
+from allocation.service_layer.messagebus import MessageBus
+from tests.fakes import FakeNotifications, FakePublisher, FakeStore, FakeUnitOfWork
+
+_SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SMTP_HOST", "SMTP_PORT", "LOG_LEVEL",
+                      "MAX_REQUEST_BYTES", "COMMIT_ATTEMPTS", "ALERTS_FROM", "ALERTS_TO")
+
+# Captured before the autouse fixture below clears them: point the suite at
+# running servers with DATABASE_URL / REDIS_URL instead of throwaway ones.
+EXTERNAL_DATABASE_URL = os.environ.get("DATABASE_URL")
+EXTERNAL_REDIS_URL = os.environ.get("REDIS_URL")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's service configuration by accident."""
+    for name in _SERVICE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@dataclass
+class FakeService:
+    bus: MessageBus
+    store: FakeStore
+    publisher: FakePublisher
+    notifications: FakeNotifications
+
+
+@pytest.fixture
+def fake_service() -> Iterator[FakeService]:
+    store = FakeStore()
+    publisher = FakePublisher()
+    notifications = FakeNotifications()
+    bus = bootstrap.bootstrap(
+        Settings(),
+        uow_factory=lambda: FakeUnitOfWork(store),
+        publisher=publisher,
+        notifications=notifications,
+    )
+    yield FakeService(bus, store, publisher, notifications)
