@@ -12,6 +12,7 @@ from allocation import bootstrap
 from allocation.config import Settings
 from allocation.service_layer.messagebus import MessageBus
 from tests.fakes import FakeNotifications, FakePublisher, FakeStore, FakeUnitOfWork
+from tests.servers import PostgresServer, RedisServer
 
 _SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SMTP_HOST", "SMTP_PORT", "LOG_LEVEL",
                       "MAX_REQUEST_BYTES", "COMMIT_ATTEMPTS", "ALERTS_FROM", "ALERTS_TO")
@@ -49,3 +50,28 @@ def fake_service() -> Iterator[FakeService]:
         notifications=notifications,
     )
     yield FakeService(bus, store, publisher, notifications)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for this test session: DATABASE_URL's, or a throwaway server's."""
+    if EXTERNAL_DATABASE_URL and EXTERNAL_DATABASE_URL.startswith("postgresql"):
+        yield EXTERNAL_DATABASE_URL
+        return
+    with PostgresServer() as server:
+        yield server.create_database("allocation_test")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer | None]:
+    """A throwaway Redis server, or None when REDIS_URL points at a running one."""
+    if EXTERNAL_REDIS_URL:
+        yield None
+        return
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer | None) -> str:
+    return EXTERNAL_REDIS_URL if redis_server is None else redis_server.url  # type: ignore[return-value]

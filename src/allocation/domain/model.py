@@ -9,9 +9,13 @@ from allocation.domain import events
 from allocation.domain.exceptions import DuplicateBatch, LineConflict, UnknownBatch
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class OrderLine:
-    """A value object: one SKU and quantity of one customer order."""
+    """A value object: one SKU and quantity of one customer order.
+
+    Equal by value and never changed after creation; not ``frozen=True`` only
+    because the classical mapper must attach its state to each instance.
+    """
 
     orderid: str
     sku: str

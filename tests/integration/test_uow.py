@@ -1,0 +1,153 @@
+"""The SQLAlchemy Unit of Work: atomicity and optimistic concurrency on real databases."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from allocation import bootstrap
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.config import Settings
+from allocation.domain import commands, model
+from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError
+from tests.fakes import FakeNotifications, FakePublisher
+
+
+def insert_product(session_factory: sessionmaker[Session], sku: str, *batches: tuple[str, int]) -> None:
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
+        product = model.Product(sku)
+        for ref, qty in batches:
+            product.add_batch(model.Batch(ref, sku, qty))
+        uow.products.add(product)
+        uow.commit()
+
+
+def scalar(session_factory: sessionmaker[Session], sql: str, **params: object) -> object:
+    with session_factory() as session:
+        return session.execute(text(sql), params).scalar_one()
+
+
+def test_commit_makes_the_allocation_durable(session_factory: sessionmaker[Session]) -> None:
+    insert_product(session_factory, "LAMP", ("b1", 10))
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
+        product = uow.products.get("LAMP")
+        assert product is not None
+        product.allocate(model.OrderLine("o1", "LAMP", 3))
+        uow.commit()
+        assert list(uow.collect_new_events())  # released only after the commit
+    assert scalar(session_factory, "SELECT count(*) FROM allocations") == 1
+    assert scalar(session_factory, "SELECT version_number FROM products") == 2
+
+
+def test_leaving_without_commit_rolls_back(session_factory: sessionmaker[Session]) -> None:
+    insert_product(session_factory, "LAMP", ("b1", 10))
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
+        product = uow.products.get("LAMP")
+        assert product is not None
+        product.allocate(model.OrderLine("o1", "LAMP", 3))
+    assert list(uow.collect_new_events()) == []
+    assert scalar(session_factory, "SELECT count(*) FROM allocations") == 0
+
+
+def test_an_error_rolls_back(session_factory: sessionmaker[Session]) -> None:
+    insert_product(session_factory, "LAMP", ("b1", 10))
+    with pytest.raises(RuntimeError):
+        with SqlAlchemyUnitOfWork(session_factory) as uow:
+            product = uow.products.get("LAMP")
+            assert product is not None
+            product.allocate(model.OrderLine("o1", "LAMP", 3))
+            raise RuntimeError("boom")
+    assert scalar(session_factory, "SELECT count(*) FROM allocations") == 0
+
+
+def run_together(*actions: Callable[[], object]) -> list[object]:
+    results: list[object] = [None] * len(actions)
+
+    def run(index: int, action: Callable[[], object]) -> None:
+        try:
+            results[index] = action()
+        except Exception as error:  # collected and asserted on by the caller
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_two_transactions_on_one_version_cannot_both_commit(
+    postgres_session_factory: sessionmaker[Session],
+) -> None:
+    factory = postgres_session_factory
+    insert_product(factory, "HOT", ("b1", 10))
+    both_loaded = threading.Barrier(2, timeout=10)
+
+    def allocate(orderid: str) -> str:
+        with SqlAlchemyUnitOfWork(factory) as uow:
+            product = uow.products.get("HOT")
+            assert product is not None
+            product.allocate(model.OrderLine(orderid, "HOT", 6))
+            both_loaded.wait()
+            uow.commit()
+        return orderid
+
+    results = run_together(lambda: allocate("o1"), lambda: allocate("o2"))
+
+    conflicts = [r for r in results if isinstance(r, ConcurrencyConflict)]
+    winners = [r for r in results if isinstance(r, str)]
+    assert (len(winners), len(conflicts)) == (1, 1), results
+    assert scalar(factory, "SELECT version_number FROM products") == 2
+    assert scalar(factory, "SELECT count(*) FROM allocations") == 1
+    assert scalar(factory, "SELECT orderid FROM allocations") == winners[0]
+
+
+def test_concurrent_allocations_through_the_bus_retry_and_never_oversell(
+    postgres_session_factory: sessionmaker[Session],
+) -> None:
+    factory = postgres_session_factory
+    insert_product(factory, "HOT", ("b1", 5))
+    bus = bootstrap.bootstrap(
+        Settings(commit_attempts=30),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
+        publisher=FakePublisher(), notifications=FakeNotifications(),
+    )
+    start = threading.Barrier(8, timeout=10)
+
+    def allocate(orderid: str) -> object:
+        start.wait()
+        return bus.handle(commands.Allocate(orderid, "HOT", 1))
+
+    results = run_together(*[lambda i=i: allocate(f"o{i}") for i in range(8)])
+
+    assert [type(r) for r in results].count(str) == 5, results
+    assert all(isinstance(r, (str, OutOfStockError)) for r in results), results
+    assert scalar(factory, "SELECT count(*) FROM allocations") == 5
+    assert scalar(factory, "SELECT version_number FROM products") == 1 + 5
+    assert scalar(factory, "SELECT count(*) FROM allocations_view") == 5
+
+
+def test_the_same_line_sent_twice_at_once_is_allocated_once(
+    postgres_session_factory: sessionmaker[Session],
+) -> None:
+    factory = postgres_session_factory
+    insert_product(factory, "HOT", ("b1", 10))
+    publisher = FakePublisher()
+    bus = bootstrap.bootstrap(
+        Settings(), uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
+        publisher=publisher, notifications=FakeNotifications(),
+    )
+    start = threading.Barrier(2, timeout=10)
+
+    def allocate() -> object:
+        start.wait()
+        return bus.handle(commands.Allocate("o1", "HOT", 4))
+
+    assert run_together(allocate, allocate) == ["b1", "b1"]
+    assert scalar(factory, "SELECT sum(qty) FROM allocations") == 4
+    assert len(publisher.on("line_allocated")) == 1
