@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install system-deps typecheck unit integration e2e clean
+
+run: install  ## Migrate and serve the API on http://localhost:5005 (SQLite unless DATABASE_URL is set)
+	$(BIN)/allocation migrate
+	$(BIN)/allocation api --host $${HOST:-127.0.0.1} --port $${PORT:-5005}
+
+test: install system-deps typecheck  ## Unit, integration and end-to-end tests on throwaway servers
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+# The tests start their own PostgreSQL and Redis servers from these binaries.
+system-deps:
+	@if ! command -v redis-server >/dev/null 2>&1 || { ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; }; then \
+		echo "installing redis-server and postgresql with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server postgresql >/dev/null; \
+	fi
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install system-deps
+	$(BIN)/pytest tests/integration
+
+e2e: install system-deps
+	$(BIN)/pytest tests/e2e
+
+clean:
+	rm -rf $(VENV) *.egg-info src/*.egg-info .pytest_cache .mypy_cache allocation.sqlite3*
