@@ -1,0 +1,1 @@
+"""Alembic migration environment: owns the database schema (see adapters.database)."""

@@ -1,0 +1,165 @@
+"""Alembic owns the schema: the migrations make exactly the tables of orm.metadata.
+
+Every PostgreSQL test gets a database of its own, created on the session's
+server and dropped afterwards, so migrations always start from a known state.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from allocation import bootstrap
+from allocation.adapters import database, orm
+from allocation.config import Settings
+
+# The tables metadata.create_all made before Alembic owned the schema; revision
+# 0001 creates exactly these. Tables added later come with revisions of their own.
+PRE_ALEMBIC_TABLES = [orm.products, orm.batches, orm.allocations, orm.allocations_view]
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    """What autogenerate would put into a new revision: empty when the database
+    matches the whole of orm.metadata (types and server defaults included)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        differences: list[object] = compare_metadata(context, orm.metadata)
+    return differences
+
+
+def assert_at_head(engine: Engine) -> None:
+    assert database.current_revision(engine) == database.head_revision()
+    assert schema_differences(engine) == []
+
+
+@pytest.fixture(scope="module")
+def admin_engine(postgres_url: str) -> Iterator[Engine]:
+    """Connected to the session's database, only to create and drop others."""
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url(admin_engine: Engine) -> Iterator[str]:
+    name = f"migrations_{uuid.uuid4().hex[:12]}"
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(admin_engine.url).set(database=name).render_as_string(hide_password=False)
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def engine_for() -> Iterator[Callable[[str], Engine]]:
+    """Engines made the way the service makes them, disposed after the test."""
+    engines: list[Engine] = []
+
+    def make(url: str) -> Engine:
+        engines.append(database.make_engine(url))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(fresh_postgres_url: str, engine_for: Callable[[str], Engine]) -> Engine:
+    return engine_for(fresh_postgres_url)
+
+
+def test_upgrading_an_empty_postgres_database_makes_the_orm_schema(postgres_engine: Engine) -> None:
+    assert database.current_revision(postgres_engine) is None
+
+    database.upgrade_to_head(postgres_engine)
+
+    assert_at_head(postgres_engine)
+
+
+def test_upgrading_an_empty_sqlite_database_makes_the_orm_schema(
+    tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'allocation.sqlite3'}")
+
+    database.upgrade_to_head(engine)
+
+    assert_at_head(engine)
+
+
+def test_downgrade_to_base_then_upgrade_to_head(postgres_engine: Engine) -> None:
+    database.upgrade_to_head(postgres_engine)
+
+    with postgres_engine.begin() as connection:
+        command.downgrade(database.alembic_config(connection), "base")
+
+    assert database.current_revision(postgres_engine) is None
+    assert inspect(postgres_engine).get_table_names() == ["alembic_version"]
+
+    database.upgrade_to_head(postgres_engine)
+
+    assert_at_head(postgres_engine)
+
+
+def test_migrating_twice_changes_nothing(fresh_postgres_url: str, postgres_engine: Engine) -> None:
+    settings = Settings(database_url=fresh_postgres_url)
+    bootstrap.migrate(settings)
+    with postgres_engine.begin() as connection:
+        connection.execute(text("INSERT INTO products (sku) VALUES ('LAMP')"))
+
+    bootstrap.migrate(settings)
+
+    assert_at_head(postgres_engine)
+    with postgres_engine.connect() as connection:
+        assert connection.execute(text("SELECT sku FROM products")).scalars().all() == ["LAMP"]
+        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+
+
+def test_two_migrations_started_together_both_succeed(
+    fresh_postgres_url: str, postgres_engine: Engine
+) -> None:
+    settings = Settings(database_url=fresh_postgres_url)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            start.wait(timeout=10)
+            bootstrap.migrate(settings)
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=migrate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert_at_head(postgres_engine)
+
+
+def test_a_database_made_by_create_all_is_stamped_then_upgraded(postgres_engine: Engine) -> None:
+    orm.metadata.create_all(postgres_engine, tables=PRE_ALEMBIC_TABLES)
+    with postgres_engine.begin() as connection:
+        connection.execute(text("INSERT INTO products (sku, version_number) VALUES ('LAMP', 3)"))
+    assert database.current_revision(postgres_engine) is None
+
+    database.upgrade_to_head(postgres_engine)
+
+    assert_at_head(postgres_engine)
+    with postgres_engine.connect() as connection:
+        row = connection.execute(text("SELECT sku, version_number FROM products")).one()
+    assert tuple(row) == ("LAMP", 3)
