@@ -6,8 +6,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test install system-deps typecheck unit integration e2e clean
 
+# The relay runs beside the API (it logs events when REDIS_URL is unset); the
+# consumer too when REDIS_URL is set. Ctrl-C stops all of them.
 run: install  ## Migrate and serve the API on http://localhost:5005 (SQLite unless DATABASE_URL is set)
 	$(BIN)/allocation migrate
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/allocation relay & \
+	if [ -n "$$REDIS_URL" ]; then $(BIN)/allocation consumer & fi; \
 	$(BIN)/allocation api --host $${HOST:-127.0.0.1} --port $${PORT:-5005}
 
 test: install system-deps typecheck  ## Unit, integration and end-to-end tests on throwaway servers

@@ -7,9 +7,12 @@ setup(
     python_requires=">=3.11",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    # The Alembic migration environment ships with the package (no alembic.ini).
+    package_data={"allocation.adapters.migrations": ["script.py.mako"]},
     install_requires=[
         "flask>=3.0",
         "sqlalchemy>=2.0",
+        "alembic>=1.13",
         "psycopg2-binary>=2.9",
         "redis>=5.0",
         "pydantic>=2.6",

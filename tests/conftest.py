@@ -11,7 +11,7 @@ import pytest
 from allocation import bootstrap
 from allocation.config import Settings
 from allocation.service_layer.messagebus import MessageBus
-from tests.fakes import FakeNotifications, FakePublisher, FakeStore, FakeUnitOfWork
+from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
 from tests.servers import PostgresServer, RedisServer
 
 _SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SMTP_HOST", "SMTP_PORT", "LOG_LEVEL",
@@ -34,22 +34,24 @@ def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 class FakeService:
     bus: MessageBus
     store: FakeStore
-    publisher: FakePublisher
     notifications: FakeNotifications
+
+    def published(self, channel: str) -> list[dict[str, object]]:
+        """What the outbox holds for a channel, without the envelope's id and time."""
+        return [
+            {k: v for k, v in m.payload.items() if k not in ("message_id", "occurred_at")}
+            for m in self.store.outbox if m.channel == channel
+        ]
 
 
 @pytest.fixture
 def fake_service() -> Iterator[FakeService]:
     store = FakeStore()
-    publisher = FakePublisher()
     notifications = FakeNotifications()
     bus = bootstrap.bootstrap(
-        Settings(),
-        uow_factory=lambda: FakeUnitOfWork(store),
-        publisher=publisher,
-        notifications=notifications,
+        Settings(), uow_factory=lambda: FakeUnitOfWork(store), notifications=notifications
     )
-    yield FakeService(bus, store, publisher, notifications)
+    yield FakeService(bus, store, notifications)
 
 
 @pytest.fixture(scope="session")

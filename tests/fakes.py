@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from allocation.domain import model
 from allocation.domain.exceptions import ConcurrencyConflict
+from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
+    AbstractDeadLetters,
     AbstractNotifications,
+    AbstractOutbox,
+    AbstractProcessedMessages,
     AbstractPublisher,
     AbstractRepository,
+    AllocationRow,
+    Backlog,
+    DeadLetter,
 )
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -24,6 +33,10 @@ class FakeStore:
 
     products: dict[str, model.Product] = field(default_factory=dict)
     view: dict[tuple[str, str], str] = field(default_factory=dict)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    outbox_sent: set[int] = field(default_factory=set)
+    processed: set[str] = field(default_factory=set)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     commits: int = 0
     conflicts_to_raise: int = 0
 
@@ -44,6 +57,14 @@ class FakeRepository(AbstractRepository):
             (p for p in self._products.values() if p.batch(ref) is not None), None
         )
 
+    def allocation_rows(self) -> set[AllocationRow]:
+        return {
+            (line.orderid, line.sku, batch.reference)
+            for product in self._products.values()
+            for batch in product.batches
+            for line in batch.allocations
+        }
+
 
 class FakeAllocationsView(AbstractAllocationsView):
     def __init__(self, rows: dict[tuple[str, str], str]) -> None:
@@ -62,6 +83,62 @@ class FakeAllocationsView(AbstractAllocationsView):
             if order == orderid
         ]
 
+    def all_rows(self) -> set[AllocationRow]:
+        return {(orderid, sku, ref) for (orderid, sku), ref in self._rows.items()}
+
+
+class FakeOutbox(AbstractOutbox):
+    def __init__(self, messages: list[OutboxMessage], sent: set[int]) -> None:
+        self.messages = messages
+        self.sent = sent
+
+    def add(self, message: OutboxMessage) -> None:
+        self.messages.append(dataclasses.replace(message, id=len(self.messages) + 1))
+
+    def pending(self, limit: int) -> list[OutboxMessage]:
+        return [m for m in self.messages if m.id not in self.sent][:limit]
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        self.sent.update(ids)
+
+    def prune(self, sent_before: datetime) -> int:
+        return 0
+
+    def backlog(self) -> Backlog:
+        unsent = self.pending(len(self.messages))
+        return Backlog(len(unsent), min((m.occurred_at for m in unsent), default=None))
+
+
+class FakeProcessedMessages(AbstractProcessedMessages):
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+    def contains(self, message_id: str) -> bool:
+        return message_id in self.ids
+
+    def add(self, message_id: str) -> None:
+        self.ids.add(message_id)
+
+
+class FakeDeadLetters(AbstractDeadLetters):
+    def __init__(self, letters: list[DeadLetter]) -> None:
+        self.letters = letters
+
+    def add(self, letter: DeadLetter) -> None:
+        self.letters.append(dataclasses.replace(letter, id=len(self.letters) + 1))
+
+    def list(self, include_redriven: bool = False) -> Sequence[DeadLetter]:
+        return [l for l in self.letters if include_redriven or l.redriven_at is None]
+
+    def get(self, letter_id: int) -> DeadLetter | None:
+        return next((l for l in self.letters if l.id == letter_id), None)
+
+    def mark_redriven(self, letter_id: int, at: datetime) -> None:
+        self.letters[:] = [
+            dataclasses.replace(l, redriven_at=at) if l.id == letter_id else l
+            for l in self.letters
+        ]
+
 
 class FakeUnitOfWork(AbstractUnitOfWork):
     """Works on a copy of the store, written back on commit, so rollback really discards."""
@@ -73,8 +150,15 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         for product in self._products.values():
             product.events = []  # as the ORM's load hook does: events are never stored
         self._view = dict(store.view)
+        self._outbox = list(store.outbox)
+        self._outbox_sent = set(store.outbox_sent)
+        self._processed = set(store.processed)
+        self._dead_letters = list(store.dead_letters)
         self.products = FakeRepository(self._products)
         self.allocations_view = FakeAllocationsView(self._view)
+        self.outbox = FakeOutbox(self._outbox, self._outbox_sent)
+        self.processed_messages = FakeProcessedMessages(self._processed)
+        self.dead_letters = FakeDeadLetters(self._dead_letters)
 
     def _commit(self) -> None:
         if self.store.conflicts_to_raise > 0:
@@ -82,6 +166,10 @@ class FakeUnitOfWork(AbstractUnitOfWork):
             raise ConcurrencyConflict("fake")
         self.store.products = copy.deepcopy(self._products)
         self.store.view = dict(self._view)
+        self.store.outbox = list(self._outbox)
+        self.store.outbox_sent = set(self._outbox_sent)
+        self.store.processed = set(self._processed)
+        self.store.dead_letters = list(self._dead_letters)
         self.store.commits += 1
 
     def _rollback(self) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import redis
 from sqlalchemy.orm import sessionmaker
 
 from allocation.adapters import database, orm
+from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
 from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -23,19 +25,16 @@ def bootstrap(
     settings: Settings,
     *,
     uow_factory: UnitOfWorkFactory | None = None,
-    publisher: AbstractPublisher | None = None,
     notifications: AbstractNotifications | None = None,
 ) -> MessageBus:
     """Builds the bus; anything not passed in is built from the settings."""
     if uow_factory is None:
         uow_factory = sqlalchemy_uow_factory(settings.database_url)
-    if publisher is None:
-        publisher = make_publisher(settings)
     if notifications is None:
         notifications = make_notifications(settings)
     return MessageBus(
         uow_factory=uow_factory,
-        event_handlers=event_handlers(publisher, notifications),
+        event_handlers=event_handlers(notifications),
         command_handlers=COMMAND_HANDLERS,
         max_attempts=settings.commit_attempts,
     )
@@ -49,18 +48,14 @@ COMMAND_HANDLERS: Mapping[type[commands.Command], Handler] = {
 
 
 def event_handlers(
-    publisher: AbstractPublisher, notifications: AbstractNotifications
+    notifications: AbstractNotifications,
 ) -> dict[type[events.Event], Sequence[Handler]]:
-    publish: Handler = functools.partial(handlers.publish_event, publisher=publisher)
+    """Reactions after commit. The read model and the outbox need none: the Unit of
+    Work writes them in the transaction that raised the event."""
     notify: Handler = functools.partial(
         handlers.send_out_of_stock_notification, notifications=notifications
     )
-    return {
-        events.Allocated: [handlers.add_allocation_to_read_model, publish],
-        events.Deallocated: [handlers.remove_allocation_from_read_model, publish,
-                             handlers.reallocate],
-        events.OutOfStock: [publish, notify],
-    }
+    return {events.OutOfStock: [notify]}
 
 
 def sqlalchemy_uow_factory(database_url: str) -> Callable[[], SqlAlchemyUnitOfWork]:
@@ -69,10 +64,29 @@ def sqlalchemy_uow_factory(database_url: str) -> Callable[[], SqlAlchemyUnitOfWo
     return functools.partial(SqlAlchemyUnitOfWork, session_factory)
 
 
+def relay_parts(
+    settings: Settings, stop: threading.Event
+) -> tuple[Callable[[], SqlAlchemyUnitOfWork], PollingWakeup]:
+    """The relay's Unit of Work factory, and how it waits for new outbox rows."""
+    orm.start_mappers()
+    engine = database.make_engine(settings.database_url)
+    uow_factory = functools.partial(SqlAlchemyUnitOfWork, sessionmaker(bind=engine))
+    if engine.dialect.name == "postgresql":
+        return uow_factory, PostgresWakeup(engine, stop)
+    return uow_factory, PollingWakeup(stop)
+
+
 def make_publisher(settings: Settings) -> AbstractPublisher:
+    """What the relay publishes with: Redis, or the log when REDIS_URL is not set."""
     if settings.redis_url is None:
         return LoggingPublisher()
-    return RedisPublisher(redis.Redis.from_url(settings.redis_url))
+    return RedisPublisher(make_redis(settings.redis_url), stream_maxlen=settings.stream_maxlen)
+
+
+def make_redis(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=15
+    )
 
 
 def make_notifications(settings: Settings) -> AbstractNotifications:
@@ -84,9 +98,9 @@ def make_notifications(settings: Settings) -> AbstractNotifications:
 
 
 def migrate(settings: Settings) -> None:
-    """Creates or upgrades the schema of the configured database."""
+    """Runs the Alembic migrations of the configured database up to head (safe to run twice)."""
     engine = database.make_engine(settings.database_url)
     try:
-        database.create_schema(engine)
+        database.upgrade_to_head(engine)
     finally:
         engine.dispose()

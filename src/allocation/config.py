@@ -23,6 +23,14 @@ class Settings:
     log_level: str = "INFO"
     max_request_bytes: int = 64 * 1024
     commit_attempts: int = 10
+    api_token: str | None = None
+    stream_maxlen: int = 100_000
+    relay_batch_size: int = 100
+    relay_poll_seconds: float = 1.0
+    outbox_retention_hours: int = 168
+    consumer_name: str | None = None
+    consumer_max_attempts: int = 5
+    consumer_claim_idle_ms: int = 30_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -52,4 +60,12 @@ class Settings:
             log_level=(text("LOG_LEVEL", "INFO") or "INFO").upper(),
             max_request_bytes=number("MAX_REQUEST_BYTES", 64 * 1024),
             commit_attempts=number("COMMIT_ATTEMPTS", 10),
+            api_token=text("API_TOKEN", None),
+            stream_maxlen=number("STREAM_MAXLEN", 100_000),
+            relay_batch_size=number("RELAY_BATCH_SIZE", 100),
+            relay_poll_seconds=number("RELAY_POLL_MS", 1000) / 1000,
+            outbox_retention_hours=number("OUTBOX_RETENTION_HOURS", 168),
+            consumer_name=text("CONSUMER_NAME", None),
+            consumer_max_attempts=number("CONSUMER_MAX_ATTEMPTS", 5),
+            consumer_claim_idle_ms=number("CONSUMER_CLAIM_IDLE_MS", 30_000),
         )

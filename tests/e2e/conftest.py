@@ -1,14 +1,15 @@
-"""Real processes: `allocation api` and `allocation consumer` against real PostgreSQL and Redis."""
+"""Real processes: `allocation api`, `relay` and `consumer` against real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,81 +21,112 @@ ALLOCATION = str(Path(sys.executable).with_name("allocation"))
 
 
 @dataclass
-class Api:
-    url: str
-    process: subprocess.Popen[bytes]
+class Service:
+    """One `allocation …` process, its log, and (for the API) its URL."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    url: str = ""
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, ready: str | None = None, timeout: float = 30) -> Service:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen([ALLOCATION, *self.args], env=self.env,
+                                            stdout=output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self._ready(ready, offset):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.args} did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def _ready(self, ready: str | None, offset: int) -> bool:
+        if self.url:
+            try:
+                return requests.get(f"{self.url}/health", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        return ready is None or ready in self.log.read_bytes()[offset:].decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
-def service_environment(database_url: str, redis_url: str) -> dict[str, str]:
+def service_environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, LOG_LEVEL="INFO")
+    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, LOG_LEVEL="INFO",
+               CONSUMER_CLAIM_IDLE_MS="1000", RELAY_POLL_MS="200", **extra)
     return env
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([ALLOCATION, "migrate"], env=env, check=True, capture_output=True, timeout=60)
 
 
-def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def start_api(env: dict[str, str], log: Path) -> Service:
+    port = free_port()
+    api = Service(["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                   "--threads", "4"], env, log, url=f"http://127.0.0.1:{port}")
+    return api.start()
+
+
+def start_relay(env: dict[str, str], log: Path) -> Service:
+    return Service(["relay"], env, log).start(ready="relaying the outbox")
+
+
+def start_consumer(env: dict[str, str], log: Path) -> Service:
+    consumer = Service(["consumer"], env, log)
+    consumer.start(ready="listening on change_batch_quantity")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"API exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"API did not answer in 30s:\n{log.read_text()[-3000:]}")
+    while "reading stream change_batch_quantity" not in consumer.output():
+        assert time.monotonic() < deadline, consumer.output()
+        time.sleep(0.05)
+    return consumer
 
 
 @pytest.fixture(scope="session")
 def e2e_environment(postgres_url: str, redis_url: str) -> dict[str, str]:
     env = service_environment(postgres_url, redis_url)
-    subprocess.run([ALLOCATION, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    migrate(env)
     return env
 
 
 @pytest.fixture(scope="session")
-def api(e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [ALLOCATION, "api", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "2", "--threads", "4"],
-            env=e2e_environment, stdout=output, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url, process, log)
-        yield Api(url, process)
-    finally:
-        stop(process)
+def relay(e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_relay(e2e_environment, tmp_path_factory.mktemp("relay") / "relay.log")
+    yield service
+    service.stop()
 
 
 @pytest.fixture(scope="session")
-def consumer(e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    log = tmp_path_factory.mktemp("consumer") / "consumer.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen([ALLOCATION, "consumer"], env=e2e_environment,
-                                   stdout=output, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while "listening on change_batch_quantity" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError(f"consumer did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    try:
-        yield log
-    finally:
-        stop(process)
+def api(
+    e2e_environment: dict[str, str], relay: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    service = start_api(e2e_environment, tmp_path_factory.mktemp("api") / "api.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def consumer(e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_consumer(e2e_environment, tmp_path_factory.mktemp("consumer") / "consumer.log")
+    yield service
+    service.stop()
 
 
 def unique(prefix: str) -> str:

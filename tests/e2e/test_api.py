@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from tests.e2e.conftest import Api, unique
+from tests.e2e.conftest import Service, unique
 
 
 class Subscriber:
@@ -48,6 +48,10 @@ class Subscriber:
         self._client.close()
 
 
+def without_envelope(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if k not in ("message_id", "occurred_at")}
+
+
 @pytest.fixture
 def subscriber(redis_url: str) -> Iterator[Subscriber]:
     sub = Subscriber(redis_url, "line_allocated", "out_of_stock")
@@ -55,19 +59,19 @@ def subscriber(redis_url: str) -> Iterator[Subscriber]:
     sub.close()
 
 
-def add_batch(api: Api, ref: str, sku: str, qty: int, eta: str | None = None) -> None:
+def add_batch(api: Service, ref: str, sku: str, qty: int, eta: str | None = None) -> None:
     response = requests.post(f"{api.url}/add_batch",
                              json={"ref": ref, "sku": sku, "qty": qty, "eta": eta}, timeout=10)
     assert response.status_code == 201, response.text
 
 
-def allocate(api: Api, orderid: str, sku: str, qty: int) -> requests.Response:
+def allocate(api: Service, orderid: str, sku: str, qty: int) -> requests.Response:
     return requests.post(f"{api.url}/allocate",
                          json={"orderid": orderid, "sku": sku, "qty": qty}, timeout=30)
 
 
 def test_happy_path_allocates_to_the_earliest_batch_and_publishes(
-    api: Api, subscriber: Subscriber
+    api: Service, subscriber: Subscriber
 ) -> None:
     sku, other_sku = unique("sku"), unique("other")
     early, later, other = unique("early"), unique("later"), unique("other")
@@ -84,10 +88,12 @@ def test_happy_path_allocates_to_the_earliest_batch_and_publishes(
     assert view.status_code == 200
     assert view.json() == [{"sku": sku, "batchref": early}]
     message = subscriber.wait_for("line_allocated", {"orderid": orderid})
-    assert message == {"orderid": orderid, "sku": sku, "qty": 3, "batchref": early}
+    assert without_envelope(message) == {"orderid": orderid, "sku": sku, "qty": 3, "batchref": early}
+    assert len(message["message_id"]) == 36
+    assert message["occurred_at"].endswith("+00:00")
 
 
-def test_unknown_sku_is_400(api: Api) -> None:
+def test_unknown_sku_is_400(api: Service) -> None:
     orderid = unique("order")
     response = allocate(api, orderid, "NO-SUCH-SKU", 1)
     assert response.status_code == 400
@@ -95,16 +101,16 @@ def test_unknown_sku_is_400(api: Api) -> None:
     assert requests.get(f"{api.url}/allocations/{orderid}", timeout=10).status_code == 404
 
 
-def test_out_of_stock_is_409_and_published(api: Api, subscriber: Subscriber) -> None:
+def test_out_of_stock_is_409_and_published(api: Service, subscriber: Subscriber) -> None:
     sku = unique("sku")
     add_batch(api, unique("batch"), sku, 5)
     response = allocate(api, unique("order"), sku, 6)
     assert response.status_code == 409
     assert response.json() == {"message": f"Out of stock for sku {sku}"}
-    assert subscriber.wait_for("out_of_stock", {"sku": sku}) == {"sku": sku}
+    assert without_envelope(subscriber.wait_for("out_of_stock", {"sku": sku})) == {"sku": sku}
 
 
-def test_repeating_an_allocation_changes_nothing(api: Api, subscriber: Subscriber) -> None:
+def test_repeating_an_allocation_changes_nothing(api: Service, subscriber: Subscriber) -> None:
     sku, batch, orderid = unique("sku"), unique("batch"), unique("order")
     add_batch(api, batch, sku, 10)
     assert allocate(api, orderid, sku, 4).status_code == 202
@@ -123,7 +129,7 @@ def test_repeating_an_allocation_changes_nothing(api: Api, subscriber: Subscribe
     assert allocate(api, unique("order"), sku, 1).status_code == 409
 
 
-def test_a_duplicate_batch_reference_is_409(api: Api) -> None:
+def test_a_duplicate_batch_reference_is_409(api: Service) -> None:
     ref = unique("batch")
     add_batch(api, ref, unique("sku"), 10)
     response = requests.post(f"{api.url}/add_batch",
@@ -149,7 +155,7 @@ def test_a_duplicate_batch_reference_is_409(api: Api) -> None:
     ],
 )
 def test_bad_input_gets_a_json_4xx_and_writes_nothing(
-    api: Api, path: str, data: bytes, status: int
+    api: Service, path: str, data: bytes, status: int
 ) -> None:
     response = requests.post(f"{api.url}{path}", data=data,
                              headers={"Content-Type": "application/json"}, timeout=10)
@@ -159,7 +165,7 @@ def test_bad_input_gets_a_json_4xx_and_writes_nothing(
     assert requests.get(f"{api.url}/allocations/o", timeout=10).status_code == 404
 
 
-def test_sixteen_threads_cannot_oversell_one_sku(api: Api) -> None:
+def test_sixteen_threads_cannot_oversell_one_sku(api: Service) -> None:
     sku = unique("hot")
     add_batch(api, unique("batch"), sku, 50)
     orderids = [unique("order") for _ in range(100)]

@@ -1,19 +1,24 @@
-"""Reallocation driven by a Redis message through the real consumer process."""
+"""Inbound messages through the real consumer process: reallocation, idempotency, dead letters."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 import requests
+from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import Api, unique
+from tests.e2e.conftest import ALLOCATION, Service, start_consumer, unique
 from tests.e2e.test_api import Subscriber, add_batch, allocate
+from tests.servers import RedisServer
 
 
-def wait_for_view(api: Api, orderid: str, expected: list[dict[str, str]]) -> None:
+def wait_for_view(api: Service, orderid: str, expected: list[dict[str, str]]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         response = requests.get(f"{api.url}/allocations/{orderid}", timeout=10)
@@ -23,8 +28,39 @@ def wait_for_view(api: Api, orderid: str, expected: list[dict[str, str]]) -> Non
     raise AssertionError(f"view of {orderid} never became {expected}")
 
 
+def purchased_quantity(database_url: str, ref: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(
+                text("SELECT purchased_quantity FROM batches WHERE reference = :ref"), {"ref": ref}
+            ).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def wait_for_quantity(database_url: str, ref: str, qty: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while purchased_quantity(database_url, ref) != qty:
+        assert time.monotonic() < deadline, f"{ref} never got qty {qty}"
+        time.sleep(0.1)
+
+
+def dead_letters(env: dict[str, str]) -> list[dict[str, object]]:
+    output = subprocess.run([ALLOCATION, "dead-letters", "list", "--json"], env=env,
+                            check=True, capture_output=True, text=True, timeout=30).stdout
+    return [json.loads(line) for line in output.splitlines()]
+
+
+@pytest.fixture
+def publisher(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
 def test_change_batch_quantity_reallocates_and_publishes(
-    api: Api, consumer: Path, redis_url: str
+    api: Service, consumer: Service, redis_url: str, publisher: redis.Redis
 ) -> None:
     sku, orderid = unique("sku"), unique("order")
     earlier, later = unique("batch1"), unique("batch2")
@@ -32,36 +68,105 @@ def test_change_batch_quantity_reallocates_and_publishes(
     add_batch(api, later, sku, 10, "2031-01-02")
     assert allocate(api, orderid, sku, 10).json() == {"batchref": earlier}
     subscriber = Subscriber(redis_url, "line_allocated")
-    client = redis.Redis.from_url(redis_url)
     try:
-        client.publish("change_batch_quantity", json.dumps({"batchref": earlier, "qty": 5}))
-
+        publisher.publish("change_batch_quantity", json.dumps({"batchref": earlier, "qty": 5}))
         message = subscriber.wait_for("line_allocated", {"orderid": orderid})
     finally:
         subscriber.close()
-        client.close()
 
-    assert message == {"orderid": orderid, "sku": sku, "qty": 10, "batchref": later}
+    assert {k: message[k] for k in ("orderid", "sku", "qty", "batchref")} == {
+        "orderid": orderid, "sku": sku, "qty": 10, "batchref": later,
+    }
+    assert set(message) >= {"message_id", "occurred_at"}
     wait_for_view(api, orderid, [{"sku": sku, "batchref": later}])
 
 
-def test_bad_messages_are_skipped_and_the_consumer_keeps_going(
-    api: Api, consumer: Path, redis_url: str
+def test_bad_messages_are_dead_lettered_and_the_next_one_applies(
+    api: Service, consumer: Service, publisher: redis.Redis, e2e_environment: dict[str, str]
 ) -> None:
-    sku, orderid = unique("sku"), unique("order")
-    first, second = unique("batch1"), unique("batch2")
-    add_batch(api, first, sku, 10)
-    add_batch(api, second, sku, 10, "2031-01-01")
-    allocate(api, orderid, sku, 8)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for bad in (b"{nope", b'{"batchref": 3}', json.dumps({"batchref": unique("x"), "qty": 1})):
-            client.publish("change_batch_quantity", bad)
-        client.publish("change_batch_quantity", json.dumps({"batchref": first, "qty": 2}))
-    finally:
-        client.close()
+    ref, unknown = unique("batch"), unique("unknown")
+    add_batch(api, ref, unique("sku"), 10)
+    bad = [b"{nope", json.dumps({"qty": 3}).encode(), json.dumps({"batchref": ref, "qty": "3"}).encode(),
+           json.dumps({"batchref": unknown, "qty": 3}).encode()]
+    for payload in bad:
+        publisher.publish("change_batch_quantity", payload)
+    publisher.publish("change_batch_quantity", json.dumps({"batchref": ref, "qty": 3}))
 
-    wait_for_view(api, orderid, [{"sku": sku, "batchref": second}])
-    log = consumer.read_text()
-    assert "skipped malformed change_batch_quantity message b'{nope'" in log
-    assert "Unknown batch" in log
+    wait_for_quantity(e2e_environment["DATABASE_URL"], ref, 3)
+    letters = {letter["payload"]: letter for letter in dead_letters(e2e_environment)}
+    for payload in bad:
+        assert payload.decode() in letters, (payload, letters)
+    assert "Unknown batch" in str(letters[bad[3].decode()]["error"])
+    assert "qty: Input should be a valid integer" in str(letters[bad[2].decode()]["error"])
+
+
+def test_the_same_message_id_three_times_changes_the_batch_once(
+    api: Service, consumer: Service, publisher: redis.Redis, e2e_environment: dict[str, str]
+) -> None:
+    ref, first_id = unique("batch"), unique("msg")
+    add_batch(api, ref, unique("sku"), 10)
+    database_url = e2e_environment["DATABASE_URL"]
+
+    publisher.publish("change_batch_quantity",
+                      json.dumps({"batchref": ref, "qty": 5, "message_id": first_id}))
+    wait_for_quantity(database_url, ref, 5)
+    publisher.publish("change_batch_quantity",
+                      json.dumps({"batchref": ref, "qty": 8, "message_id": unique("msg")}))
+    wait_for_quantity(database_url, ref, 8)
+    for _ in range(2):  # redeliveries of the first message must not undo the second
+        publisher.publish("change_batch_quantity",
+                          json.dumps({"batchref": ref, "qty": 5, "message_id": first_id}))
+    deadline = time.monotonic() + 10
+    while consumer.output().count(first_id) < 3:
+        assert time.monotonic() < deadline, consumer.output()[-2000:]
+        time.sleep(0.05)
+    assert purchased_quantity(database_url, ref) == 8
+    assert consumer.output().count("skipped duplicate") >= 2
+
+
+def test_a_stream_entry_added_while_the_consumer_is_down_is_applied_when_it_starts(
+    api: Service, e2e_environment: dict[str, str], tmp_path: Path
+) -> None:
+    ref = unique("batch")
+    add_batch(api, ref, unique("sku"), 10)
+    with RedisServer() as own_redis:  # no consumer is reading this Redis yet
+        env = {**e2e_environment, "REDIS_URL": own_redis.url}
+        client = redis.Redis.from_url(own_redis.url)
+        client.xadd("change_batch_quantity", {"data": json.dumps({"batchref": ref, "qty": 4})})
+
+        consumer = start_consumer(env, tmp_path / "consumer.log")
+        try:
+            wait_for_quantity(env["DATABASE_URL"], ref, 4)
+            deadline = time.monotonic() + 10
+            while client.xpending("change_batch_quantity", "allocation")["pending"]:
+                assert time.monotonic() < deadline, "the entry was never acknowledged"
+                time.sleep(0.05)
+        finally:
+            assert consumer.stop() == 0
+            client.close()
+
+
+def test_pending_entries_of_a_crashed_consumer_are_claimed(
+    api: Service, e2e_environment: dict[str, str], tmp_path: Path
+) -> None:
+    ref = unique("batch")
+    add_batch(api, ref, unique("sku"), 10)
+    with RedisServer() as own_redis:
+        env = {**e2e_environment, "REDIS_URL": own_redis.url}
+        client = redis.Redis.from_url(own_redis.url)
+        client.xgroup_create("change_batch_quantity", "allocation", id="0", mkstream=True)
+        client.xadd("change_batch_quantity", {"data": json.dumps({"batchref": ref, "qty": 6})})
+        # A consumer that read the entry and died before acknowledging it:
+        client.xreadgroup("allocation", "crashed-consumer", {"change_batch_quantity": ">"}, count=1)
+        assert client.xpending("change_batch_quantity", "allocation")["pending"] == 1
+
+        consumer = start_consumer(env, tmp_path / "consumer.log")
+        try:
+            wait_for_quantity(env["DATABASE_URL"], ref, 6, timeout=15)
+            deadline = time.monotonic() + 10
+            while client.xpending("change_batch_quantity", "allocation")["pending"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            assert consumer.stop() == 0
+            client.close()

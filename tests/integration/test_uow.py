@@ -14,7 +14,7 @@ from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, model
 from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError
-from tests.fakes import FakeNotifications, FakePublisher
+from tests.fakes import FakeNotifications
 
 
 def insert_product(session_factory: sessionmaker[Session], sku: str, *batches: tuple[str, int]) -> None:
@@ -115,7 +115,7 @@ def test_concurrent_allocations_through_the_bus_retry_and_never_oversell(
     bus = bootstrap.bootstrap(
         Settings(commit_attempts=30),
         uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
-        publisher=FakePublisher(), notifications=FakeNotifications(),
+        notifications=FakeNotifications(),
     )
     start = threading.Barrier(8, timeout=10)
 
@@ -137,10 +137,9 @@ def test_the_same_line_sent_twice_at_once_is_allocated_once(
 ) -> None:
     factory = postgres_session_factory
     insert_product(factory, "HOT", ("b1", 10))
-    publisher = FakePublisher()
     bus = bootstrap.bootstrap(
         Settings(), uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
-        publisher=publisher, notifications=FakeNotifications(),
+        notifications=FakeNotifications(),
     )
     start = threading.Barrier(2, timeout=10)
 
@@ -150,4 +149,4 @@ def test_the_same_line_sent_twice_at_once_is_allocated_once(
 
     assert run_together(allocate, allocate) == ["b1", "b1"]
     assert scalar(factory, "SELECT sum(qty) FROM allocations") == 4
-    assert len(publisher.on("line_allocated")) == 1
+    assert scalar(factory, "SELECT count(*) FROM outbox WHERE channel = 'line_allocated'") == 1

@@ -152,10 +152,31 @@ def test_an_unexpected_error_is_a_json_500_without_internals(
 
     bus = bootstrap.bootstrap(
         Settings(), uow_factory=broken_uow,  # type: ignore[arg-type]
-        publisher=FakePublisher(), notifications=FakeNotifications(),
+        notifications=FakeNotifications(),
     )
     client = create_app(Settings(), bus=bus).test_client()
     response = client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 1})
     assert response.status_code == 500
     assert response.get_json() == {"message": "Internal server error"}
     assert "secret database detail" in caplog.text
+
+
+class TestApiToken:
+    @pytest.fixture
+    def guarded(self, fake_service: FakeService) -> FlaskClient:
+        return create_app(Settings(api_token="s3cret"), bus=fake_service.bus).test_client()
+
+    def test_writes_need_the_bearer_token(self, guarded: FlaskClient, fake_service: FakeService) -> None:
+        body = {"ref": "b1", "sku": "LAMP", "qty": 1}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = guarded.post("/add_batch", json=body, headers=headers)
+            assert response.status_code == 401
+            assert "Bearer" in response.get_json()["message"]
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert fake_service.store.products == {}
+        ok = guarded.post("/add_batch", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 201
+
+    def test_reads_stay_open(self, guarded: FlaskClient) -> None:
+        assert guarded.get("/allocations/o1").status_code == 404
+        assert guarded.get("/health").status_code == 200

@@ -19,7 +19,8 @@ from allocation.domain.exceptions import (
     UnknownBatch,
 )
 from tests.conftest import FakeService
-from tests.fakes import FakeNotifications, FakePublisher, FakeStore, FakeUnitOfWork
+from allocation.service_layer.messagebus import MessageBus
+from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
 
 
 def view_of(service: FakeService, orderid: str) -> list[dict[str, str]]:
@@ -56,7 +57,7 @@ class TestAllocate:
     def test_publishes_line_allocated(self, fake_service: FakeService) -> None:
         fake_service.bus.handle(commands.CreateBatch("batch1", "LAMP", 100, None))
         fake_service.bus.handle(commands.Allocate("o1", "LAMP", 10))
-        assert fake_service.publisher.on("line_allocated") == [
+        assert fake_service.published("line_allocated") == [
             {"orderid": "o1", "sku": "LAMP", "qty": 10, "batchref": "batch1"}
         ]
 
@@ -69,7 +70,7 @@ class TestAllocate:
         fake_service.bus.handle(commands.CreateBatch("b1", "POPULAR-CURTAINS", 9, None))
         with pytest.raises(OutOfStockError, match="Out of stock for sku POPULAR-CURTAINS"):
             fake_service.bus.handle(commands.Allocate("o1", "POPULAR-CURTAINS", 10))
-        assert fake_service.publisher.on("out_of_stock") == [{"sku": "POPULAR-CURTAINS"}]
+        assert fake_service.published("out_of_stock") == [{"sku": "POPULAR-CURTAINS"}]
         assert [subject for subject, _ in fake_service.notifications.sent] == [
             "Out of stock for POPULAR-CURTAINS"
         ]
@@ -80,7 +81,7 @@ class TestAllocate:
         first = fake_service.bus.handle(commands.Allocate("o1", "SOFA", 4))
         second = fake_service.bus.handle(commands.Allocate("o1", "SOFA", 4))
         assert first == second == "b1"
-        assert len(fake_service.publisher.on("line_allocated")) == 1
+        assert len(fake_service.published("line_allocated")) == 1
         assert fake_service.store.products["SOFA"].batches[0].available_quantity == 6
 
     def test_same_order_and_sku_with_other_qty_conflicts(self, fake_service: FakeService) -> None:
@@ -122,10 +123,10 @@ class TestChangeBatchQuantity:
         assert view_of(fake_service, "order2") == [
             {"sku": "INDIFFERENT-TABLE", "batchref": "batch2"}
         ]
-        assert fake_service.publisher.on("line_allocated")[-1] == {
+        assert fake_service.published("line_allocated")[-1] == {
             "orderid": "order2", "sku": "INDIFFERENT-TABLE", "qty": 20, "batchref": "batch2",
         }
-        assert fake_service.publisher.on("line_deallocated") == [
+        assert fake_service.published("line_deallocated") == [
             {"orderid": "order2", "sku": "INDIFFERENT-TABLE", "qty": 20, "batchref": "batch1"}
         ]
 
@@ -135,7 +136,7 @@ class TestChangeBatchQuantity:
         bus.handle(commands.Allocate("o1", "VASE", 8))
         bus.handle(commands.ChangeBatchQuantity("only", 5))
         assert view_of(fake_service, "o1") == []
-        assert fake_service.publisher.on("out_of_stock") == [{"sku": "VASE"}]
+        assert fake_service.published("out_of_stock") == [{"sku": "VASE"}]
 
     def test_unknown_batch_raises(self, fake_service: FakeService) -> None:
         with pytest.raises(UnknownBatch):
@@ -149,51 +150,56 @@ class TestMessageBus:
         fake_service.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
         fake_service.store.conflicts_to_raise = 2
         assert fake_service.bus.handle(commands.Allocate("o1", "LAMP", 1)) == "b1"
-        assert len(fake_service.publisher.on("line_allocated")) == 1
+        assert len(fake_service.published("line_allocated")) == 1
 
     def test_gives_up_after_the_configured_attempts(self) -> None:
         store = FakeStore(conflicts_to_raise=3)
         bus = bootstrap.bootstrap(
             Settings(commit_attempts=3), uow_factory=lambda: FakeUnitOfWork(store),
-            publisher=FakePublisher(), notifications=FakeNotifications(),
+        notifications=FakeNotifications(),
         )
         with pytest.raises(ConcurrencyConflict):
             bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
         assert store.commits == 0
 
-    def test_events_of_a_failed_commit_are_not_released(self) -> None:
+    def test_a_failed_commit_writes_no_outbox_message_and_releases_no_event(self) -> None:
         store = FakeStore()
-        publisher = FakePublisher()
+        notifications = FakeNotifications()
         bus = bootstrap.bootstrap(
             Settings(commit_attempts=1), uow_factory=lambda: FakeUnitOfWork(store),
-            publisher=publisher, notifications=FakeNotifications(),
+            notifications=notifications,
         )
-        bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        bus.handle(commands.CreateBatch("b1", "LAMP", 1, None))
         store.conflicts_to_raise = 1
         with pytest.raises(ConcurrencyConflict):
-            bus.handle(commands.Allocate("o1", "LAMP", 1))
-        assert publisher.published == []
+            bus.handle(commands.Allocate("o1", "LAMP", 2))
+        assert store.outbox == []
+        assert notifications.sent == []
 
     def test_a_failing_event_handler_does_not_stop_the_others(
-        self, fake_service: FakeService, caplog: pytest.LogCaptureFixture
+        self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        class BrokenPublisher(FakePublisher):
-            def publish(self, channel: str, payload: object) -> None:  # type: ignore[override]
-                raise ConnectionError("publisher is down")
-
-        notifications = FakeNotifications()
         store = FakeStore()
-        bus = bootstrap.bootstrap(
-            Settings(), uow_factory=lambda: FakeUnitOfWork(store),
-            publisher=BrokenPublisher(), notifications=notifications,
+        handled: list[events.Event] = []
+
+        def broken(event: events.Event, uow: object) -> None:
+            raise ConnectionError("mail server is down")
+
+        def recording(event: events.Event, uow: object) -> None:
+            handled.append(event)
+
+        bus = MessageBus(
+            uow_factory=lambda: FakeUnitOfWork(store),
+            event_handlers={events.OutOfStock: [broken, recording]},
+            command_handlers=bootstrap.COMMAND_HANDLERS,
         )
         bus.handle(commands.CreateBatch("b1", "LAMP", 1, None))
         with caplog.at_level(logging.ERROR):
             with pytest.raises(OutOfStockError):
                 bus.handle(commands.Allocate("o1", "LAMP", 2))
-        assert len(notifications.sent) == 1
-        assert "publisher is down" in caplog.text
+        assert handled == [events.OutOfStock("LAMP")]
+        assert "mail server is down" in caplog.text
 
     def test_handles_a_bare_event(self, fake_service: FakeService) -> None:
         fake_service.bus.handle(events.OutOfStock("LAMP"))
-        assert fake_service.publisher.on("out_of_stock") == [{"sku": "LAMP"}]
+        assert [s for s, _ in fake_service.notifications.sent] == ["Out of stock for LAMP"]

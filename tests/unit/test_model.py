@@ -8,7 +8,7 @@ from allocation.domain.model import Batch, OrderLine, Product
 
 today = date.today()
 tomorrow = today + timedelta(days=1)
-later = today + timedelta(days=10)
+later = later_date = today + timedelta(days=10)
 
 
 def test_allocating_to_a_batch_reduces_the_available_quantity() -> None:
@@ -134,12 +134,34 @@ def test_changing_quantity_deallocates_lines_until_the_batch_fits() -> None:
     product.change_batch_quantity("b1", 10)
 
     assert batch.available_quantity == 4
-    assert batch.available_quantity >= 0
+    assert batch.allocations == {OrderLine("o1", "TABLE", 6)}
     assert product.events == [
         events.Deallocated("o3", "TABLE", 6, "b1"),
         events.Deallocated("o2", "TABLE", 6, "b1"),
+        events.OutOfStock("TABLE"),
+        events.OutOfStock("TABLE"),
     ]
     assert product.version_number == version + 1
+
+
+def test_deallocated_lines_move_to_the_next_best_batch_in_the_same_change() -> None:
+    shrinking = Batch("shrinking", "TABLE", 20)
+    later = Batch("later", "TABLE", 10, eta=later_date)
+    soon = Batch("soon", "TABLE", 5, eta=tomorrow)
+    product = Product("TABLE", [shrinking, later, soon])
+    for orderid, qty in (("o1", 8), ("o2", 4), ("o3", 7)):
+        product.allocate(OrderLine(orderid, "TABLE", qty))
+    product.events.clear()
+
+    product.change_batch_quantity("shrinking", 8)
+
+    assert product.events == [
+        events.Deallocated("o3", "TABLE", 7, "shrinking"),
+        events.Deallocated("o2", "TABLE", 4, "shrinking"),
+        events.Allocated("o3", "TABLE", 7, "later"),
+        events.Allocated("o2", "TABLE", 4, "soon"),
+    ]
+    assert [b.available_quantity for b in (shrinking, later, soon)] == [0, 3, 1]
 
 
 def test_changing_quantity_of_an_unknown_batch_raises() -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
+    DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     event,
 )
@@ -60,6 +64,46 @@ allocations_view = Table(
     Column("orderid", String(NAME_LENGTH), primary_key=True),
     Column("sku", String(NAME_LENGTH), primary_key=True),
     Column("batchref", String(NAME_LENGTH), nullable=False),
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(36), nullable=False, unique=True),
+    Column("channel", String(64), nullable=False),
+    Column("sku", String(NAME_LENGTH), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+)
+# The relay's question, "oldest unsent first", answered from a small index.
+Index(
+    "ix_outbox_unsent", outbox.c.id,
+    postgresql_where=outbox.c.sent_at.is_(None), sqlite_where=outbox.c.sent_at.is_(None),
+)
+Index("ix_outbox_sent_at", outbox.c.sent_at)
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("message_id", String(NAME_LENGTH), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("message_id", String(NAME_LENGTH), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("redriven_at", DateTime(timezone=True), nullable=True),
 )
 
 

@@ -7,7 +7,11 @@ from sqlalchemy.orm import Session
 
 from allocation.adapters import orm
 from allocation.domain import model
-from allocation.service_layer.ports import AbstractAllocationsView, AbstractRepository
+from allocation.service_layer.ports import (
+    AbstractAllocationsView,
+    AbstractRepository,
+    AllocationRow,
+)
 
 
 class SqlAlchemyRepository(AbstractRepository):
@@ -28,6 +32,12 @@ class SqlAlchemyRepository(AbstractRepository):
             .where(orm.batches.c.reference == ref)
         )
         return self.session.scalars(query).first()
+
+    def allocation_rows(self) -> set[AllocationRow]:
+        query = select(orm.allocations.c.orderid, orm.allocations.c.sku, orm.batches.c.reference).join(
+            orm.batches, orm.batches.c.id == orm.allocations.c.batch_id
+        )
+        return {(row[0], row[1], row[2]) for row in self.session.execute(query)}
 
 
 class SqlAlchemyAllocationsView(AbstractAllocationsView):
@@ -50,3 +60,8 @@ class SqlAlchemyAllocationsView(AbstractAllocationsView):
             select(view.c.sku, view.c.batchref).where(view.c.orderid == orderid).order_by(view.c.sku)
         )
         return [{"sku": row.sku, "batchref": row.batchref} for row in rows]
+
+    def all_rows(self) -> set[AllocationRow]:
+        view = orm.allocations_view
+        rows = self.session.execute(select(view.c.orderid, view.c.sku, view.c.batchref))
+        return {(row[0], row[1], row[2]) for row in rows}

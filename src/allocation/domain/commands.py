@@ -29,3 +29,4 @@ class Allocate(Command):
 class ChangeBatchQuantity(Command):
     ref: str
     qty: int
+    message_id: str | None = None

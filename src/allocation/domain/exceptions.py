@@ -50,3 +50,19 @@ class ConcurrencyConflict(AllocationError):
             "The product was changed by another request at the same time; please retry"
             + (f" ({detail})" if detail else "")
         )
+
+
+class InfrastructureUnavailable(AllocationError):
+    """A backing service cannot be reached; the operation may succeed later."""
+
+
+class DatabaseUnavailable(InfrastructureUnavailable):
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("The database is unavailable; please retry shortly")
+        self.detail = detail
+
+
+class BrokerUnavailable(InfrastructureUnavailable):
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("Redis is unavailable")
+        self.detail = detail

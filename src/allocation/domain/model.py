@@ -119,15 +119,10 @@ class Product:
         existing = self._batch_holding(line)
         if existing is not None:
             return existing.reference
-        try:
-            batch = next(b for b in sorted(self.batches) if b.can_allocate(line))
-        except StopIteration:
-            self.events.append(events.OutOfStock(line.sku))
-            return None
-        batch.allocate(line)
-        self.version_number += 1
-        self.events.append(events.Allocated(line.orderid, line.sku, line.qty, batch.reference))
-        return batch.reference
+        batchref = self._allocate_new(line)
+        if batchref is not None:
+            self.version_number += 1
+        return batchref
 
     def _batch_holding(self, line: OrderLine) -> Batch | None:
         for batch in self.batches:
@@ -140,12 +135,31 @@ class Product:
         return None
 
     def change_batch_quantity(self, ref: str, qty: int) -> None:
-        """Sets a batch's purchased quantity, deallocating lines until it fits."""
+        """Sets a batch's purchased quantity; lines that no longer fit move to other batches.
+
+        Lines are deallocated until the batch fits, then each is reallocated to the
+        best other batch with room (or recorded OutOfStock), all in this one change,
+        so no line is ever left behind by a crash between the two steps.
+        """
         batch = self.batch(ref)
         if batch is None:
             raise UnknownBatch(ref)
         batch.change_purchased_quantity(qty)
+        displaced = []
         while batch.available_quantity < 0:
             line = batch.deallocate_one()
             self.events.append(events.Deallocated(line.orderid, line.sku, line.qty, ref))
+            displaced.append(line)
         self.version_number += 1
+        for line in displaced:
+            self._allocate_new(line)
+
+    def _allocate_new(self, line: OrderLine) -> str | None:
+        try:
+            batch = next(b for b in sorted(self.batches) if b.can_allocate(line))
+        except StopIteration:
+            self.events.append(events.OutOfStock(line.sku))
+            return None
+        batch.allocate(line)
+        self.events.append(events.Allocated(line.orderid, line.sku, line.qty, batch.reference))
+        return batch.reference

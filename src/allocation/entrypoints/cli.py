@@ -1,20 +1,27 @@
-"""The `allocation` command: migrate the database, serve the API, run the Redis consumer."""
+"""The `allocation` command: every process and operation of the service."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
 from types import FrameType
+from typing import Any, TypeVar
 
 import click
-import redis
 
 from allocation import __version__, bootstrap
 from allocation.config import ConfigError, Settings
+from allocation.domain.exceptions import InfrastructureUnavailable
 
 logger = logging.getLogger("allocation")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings() -> Settings:
@@ -29,6 +36,31 @@ def _settings() -> Settings:
     return settings
 
 
+def _one_line_errors(command: F) -> F:
+    """An unreachable database or Redis is one clear line and exit status 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InfrastructureUnavailable as error:
+            raise click.ClickException(f"{error} ({getattr(error, 'detail', '')})") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received signal %d, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="allocation")
 def main() -> None:
@@ -36,10 +68,10 @@ def main() -> None:
 
 
 @main.command()
+@_one_line_errors
 def migrate() -> None:
     """Create or upgrade the database schema (safe to run twice)."""
-    settings = _settings()
-    bootstrap.migrate(settings)
+    bootstrap.migrate(_settings())
     click.echo("database schema is up to date")
 
 
@@ -59,20 +91,102 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 @main.command()
 def consumer() -> None:
-    """Apply change_batch_quantity messages from Redis (needs REDIS_URL)."""
+    """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
     from allocation.entrypoints import redis_consumer
 
     settings = _settings()
     if settings.redis_url is None:
         raise click.UsageError("the consumer needs Redis: set REDIS_URL, e.g. redis://localhost:6379/0")
     bus = bootstrap.bootstrap(settings)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received signal %d, stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    redis_consumer.run(bus, redis.Redis.from_url(settings.redis_url), stop)
+    stop = _stop_on_signals()
+    redis_consumer.run(bus, bootstrap.make_redis(settings.redis_url), settings, stop)
     logger.info("consumer stopped")
+
+
+@main.command()
+def relay() -> None:
+    """Publish committed events from the outbox to Redis (logs them without REDIS_URL)."""
+    from allocation.entrypoints import relay as outbox_relay
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    uow_factory, wakeup = bootstrap.relay_parts(settings, stop)
+    outbox_relay.run(settings, uow_factory, bootstrap.make_publisher(settings), wakeup, stop)
+    logger.info("relay stopped")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_one_line_errors
+def outbox(as_json: bool) -> None:
+    """Show the outbox backlog: unsent messages and the age of the oldest."""
+    from allocation.service_layer import relay as outbox_relay
+
+    backlog = outbox_relay.backlog(bootstrap.bootstrap(_settings()).uow_factory())
+    age = None if backlog.oldest is None else (datetime.now(UTC) - backlog.oldest).total_seconds()
+    if as_json:
+        click.echo(json.dumps({"unsent": backlog.unsent, "oldest_age_seconds": age}))
+    elif age is None:
+        click.echo("unsent: 0")
+    else:
+        click.echo(f"unsent: {backlog.unsent}, oldest: {age:.1f}s ago")
+
+
+@main.group("dead-letters")
+def dead_letters_group() -> None:
+    """List and re-drive inbound messages that could not be applied."""
+
+
+@dead_letters_group.command("list")
+@click.option("--all", "include_redriven", is_flag=True, help="Include re-driven ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of text.")
+@_one_line_errors
+def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
+    """List dead letters, oldest first."""
+    from allocation.service_layer import dead_letters
+
+    letters = dead_letters.listing(bootstrap.bootstrap(_settings()).uow_factory(), include_redriven)
+    for letter in letters:
+        if as_json:
+            click.echo(json.dumps({
+                "id": letter.id, "source": letter.source, "payload": letter.payload,
+                "error": letter.error, "message_id": letter.message_id,
+                "created_at": letter.created_at.isoformat(),
+                "redriven_at": letter.redriven_at.isoformat() if letter.redriven_at else None,
+            }))
+        else:
+            click.echo(f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.source}\t"
+                       f"{letter.payload!r}\t{letter.error}")
+
+
+@dead_letters_group.command("redrive")
+@click.argument("letter_id", type=int)
+@_one_line_errors
+def dead_letters_redrive(letter_id: int) -> None:
+    """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
+    from allocation.entrypoints.redis_consumer import Rejected, apply
+    from allocation.service_layer import dead_letters
+
+    bus = bootstrap.bootstrap(_settings())
+    letter = dead_letters.get(bus.uow_factory(), letter_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter {letter_id}")
+    if letter.redriven_at is not None:
+        raise click.ClickException(f"dead letter {letter_id} was already re-driven")
+    try:
+        applied = apply(bus, letter.payload, letter.message_id)
+    except Rejected as error:
+        raise click.ClickException(f"still cannot apply it: {error}") from None
+    dead_letters.mark_redriven(bus.uow_factory(), letter_id)
+    click.echo(f"dead letter {letter_id} {'applied' if applied else 'was already applied'}")
+
+
+@main.command("rebuild-views")
+@_one_line_errors
+def rebuild_views() -> None:
+    """Rebuild allocations_view from the current allocations, in one transaction."""
+    from allocation.service_layer.read_model import rebuild_allocations_view
+
+    report = rebuild_allocations_view(bootstrap.bootstrap(_settings()).uow_factory())
+    click.echo(f"added {report.added}, removed {report.removed}, corrected {report.corrected}, "
+               f"unchanged {report.unchanged}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -20,7 +21,15 @@ STATUS_CODES: dict[type[Exception], int] = {
     exceptions.DuplicateBatch: 409,
     exceptions.LineConflict: 409,
     exceptions.ConcurrencyConflict: 409,
+    exceptions.InfrastructureUnavailable: 503,
 }
+
+# Seconds a client should wait before retrying a 503.
+RETRY_AFTER_SECONDS = 2
+
+
+class Unauthorized(Exception):
+    """The request lacks the bearer token this deployment requires."""
 
 
 def error_response(message: str, status: int) -> tuple[Response, int]:
@@ -30,15 +39,26 @@ def error_response(message: str, status: int) -> tuple[Response, int]:
 def register(app: Flask) -> None:
     for error_class, status in STATUS_CODES.items():
         app.register_error_handler(error_class, _known(status))
+    app.register_error_handler(Unauthorized, _unauthorized)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
 
-def _known(status: int):  # type: ignore[no-untyped-def]
+def _known(status: int) -> Callable[[Exception], tuple[Response, int]]:
     def handle(error: Exception) -> tuple[Response, int]:
-        return error_response(str(error), status)
+        response, code = error_response(str(error), status)
+        if code == 503:
+            logger.warning("503: %s (%s)", error, getattr(error, "detail", ""))
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response, code
 
     return handle
+
+
+def _unauthorized(error: Unauthorized) -> tuple[Response, int]:
+    response, code = error_response(str(error), 401)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="allocation"'
+    return response, code
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
@@ -20,6 +21,8 @@ def create_app(settings: Settings | None = None, bus: MessageBus | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
+    if settings.api_token:
+        _require_token_for_writes(app, settings.api_token)
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
@@ -47,3 +50,15 @@ def create_app(settings: Settings | None = None, bus: MessageBus | None = None) 
         return jsonify(result), 200
 
     return app
+
+
+def _require_token_for_writes(app: Flask, token: str) -> None:
+    expected = f"Bearer {token}".encode()
+
+    @app.before_request
+    def check_token() -> None:
+        if request.method != "POST":
+            return
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise errors.Unauthorized("A valid 'Authorization: Bearer <token>' header is required")

@@ -1,38 +1,139 @@
-"""The Redis consumer: turns change_batch_quantity messages into commands, one at a time."""
+"""The Redis consumer: applies change_batch_quantity messages from a channel and a stream.
+
+The pub/sub channel is best effort (a message sent while nobody listens is gone);
+the stream, read through a consumer group and acknowledged only after the change
+commits, loses nothing while the consumer is down. Either way a message id that
+was already applied is skipped, and a message that cannot be applied ends in the
+dead letters instead of stopping the consumer.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
-import time
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
 
 import redis
 
-from allocation.domain.exceptions import AllocationError
+from allocation.config import Settings
+from allocation.domain.exceptions import (
+    AllocationError,
+    ConcurrencyConflict,
+    InfrastructureUnavailable,
+)
 from allocation.entrypoints import schemas
+from allocation.service_layer import dead_letters
 from allocation.service_layer.messagebus import MessageBus
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "change_batch_quantity"
-MAX_BACKOFF_SECONDS = 5.0
+CHANNEL = STREAM = "change_batch_quantity"
+GROUP = "allocation"
+MAX_BACKOFF_SECONDS = 2.0
+_TRANSIENT = (InfrastructureUnavailable, ConcurrencyConflict)
 
 
-def run(bus: MessageBus, client: redis.Redis, stop: threading.Event) -> None:
-    """Consumes until stop is set, reconnecting with backoff whenever Redis goes away."""
+class Outcome(Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead-lettered"
+    RETRY_LATER = "retry later"
+
+
+class Rejected(Exception):
+    """The message can never be applied as it is."""
+
+
+def apply(bus: MessageBus, data: bytes | str, fallback_id: str | None = None) -> bool:
+    """Parses and applies one message; False if its id was applied before.
+
+    Raises Rejected for a message that will never apply, and lets transient
+    errors (database down, lost races) through so the caller can retry.
+    """
+    try:
+        message = schemas.parse(schemas.ChangeBatchQuantityMessage, data)
+    except schemas.InvalidInput as error:
+        raise Rejected(f"malformed: {error}") from None
+    try:
+        return bool(bus.handle(message.to_command(fallback_id)))
+    except _TRANSIENT:
+        raise
+    except AllocationError as error:
+        raise Rejected(str(error)) from None
+
+
+class Processor:
+    """Applies a message with bounded retries, dead-lettering what cannot be applied."""
+
+    def __init__(self, bus: MessageBus, settings: Settings, stop: threading.Event) -> None:
+        self._bus = bus
+        self._attempts = settings.consumer_max_attempts
+        self._stop = stop
+
+    def process(self, data: bytes, source: str, fallback_id: str | None = None) -> Outcome:
+        error: Exception | None = None
+        for attempt in range(1, self._attempts + 1):
+            try:
+                applied = apply(self._bus, data, fallback_id)
+            except Rejected as rejected:
+                return self._dead_letter(data, source, str(rejected), fallback_id)
+            except Exception as failure:  # retried, then dead-lettered below
+                error = failure
+                logger.warning("attempt %d/%d of %s message %r failed: %s",
+                               attempt, self._attempts, source, data, failure)
+                if self._stop.wait(min(0.1 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)):
+                    return Outcome.RETRY_LATER
+                continue
+            logger.info("%s %s message %r", "applied" if applied else "skipped duplicate",
+                        source, data)
+            return Outcome.APPLIED if applied else Outcome.DUPLICATE
+        return self._dead_letter(data, source, f"failed {self._attempts} times: {error}",
+                                 fallback_id)
+
+    def _dead_letter(self, data: bytes, source: str, reason: str, message_id: str | None) -> Outcome:
+        payload = data.decode("utf-8", errors="replace")
+        try:
+            dead_letters.record(self._bus.uow_factory(), source, payload, reason, message_id)
+        except Exception:
+            logger.exception("could not dead-letter %s message %r (%s)", source, data, reason)
+            return Outcome.RETRY_LATER
+        logger.warning("dead-lettered %s message %r: %s", source, data, reason)
+        return Outcome.DEAD_LETTERED
+
+
+def run(bus: MessageBus, client: redis.Redis, settings: Settings, stop: threading.Event) -> None:
+    """Consumes the channel and the stream until stop is set."""
+    processor = Processor(bus, settings, stop)
+    name = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+    loops: list[Callable[[], None]] = [
+        lambda: _consume_channel(client, processor, stop),
+        lambda: _consume_stream(client, processor, settings, name, stop),
+    ]
+    threads = [threading.Thread(target=_reconnecting, args=(loop, stop), daemon=True)
+               for loop in loops]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _reconnecting(loop: Callable[[], None], stop: threading.Event) -> None:
     backoff = 0.1
     while not stop.is_set():
         try:
-            _consume(bus, client, stop)
-        except redis.ConnectionError as error:
+            loop()
+            backoff = 0.1
+        except (redis.ConnectionError, redis.TimeoutError) as error:
             logger.warning("lost Redis (%s); reconnecting in %.1fs", error, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        else:
-            backoff = 0.1
 
 
-def _consume(bus: MessageBus, client: redis.Redis, stop: threading.Event) -> None:
+def _consume_channel(client: redis.Redis, processor: Processor, stop: threading.Event) -> None:
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     try:
         pubsub.subscribe(CHANNEL)
@@ -40,26 +141,47 @@ def _consume(bus: MessageBus, client: redis.Redis, stop: threading.Event) -> Non
         while not stop.is_set():
             message = pubsub.get_message(timeout=1.0)
             if message is not None and message["type"] == "message":
-                handle_message(bus, message["data"])
+                processor.process(message["data"], f"channel:{CHANNEL}")
     finally:
         pubsub.close()
 
 
-def handle_message(bus: MessageBus, data: bytes | str) -> bool:
-    """Applies one message; logs and skips it if it is malformed or cannot be applied."""
-    started = time.perf_counter()
+def _consume_stream(
+    client: redis.Redis, processor: Processor, settings: Settings, name: str,
+    stop: threading.Event,
+) -> None:
+    _ensure_group(client)
+    logger.info("reading stream %s as %s/%s", STREAM, GROUP, name)
+    # First whatever this consumer name left pending before a restart.
+    _process_entries(client, processor, _read(client, name, "0"))
+    while not stop.is_set():
+        claimed: Any = client.xautoclaim(STREAM, GROUP, name, settings.consumer_claim_idle_ms,
+                                         start_id="0-0", count=10)
+        _process_entries(client, processor, claimed[1])
+        _process_entries(client, processor, _read(client, name, ">", block_ms=1000))
+
+
+def _ensure_group(client: redis.Redis) -> None:
     try:
-        cmd = schemas.parse(schemas.ChangeBatchQuantityMessage, data).to_command()
-    except schemas.InvalidInput as error:
-        logger.warning("skipped malformed %s message %r: %s", CHANNEL, data, error)
-        return False
-    try:
-        bus.handle(cmd)
-    except AllocationError as error:
-        logger.warning("skipped %s message %r: %s", CHANNEL, data, error)
-        return False
-    except Exception:
-        logger.exception("failed to apply %s message %r", CHANNEL, data)
-        return False
-    logger.info("applied %r in %.1f ms", cmd, (time.perf_counter() - started) * 1000)
-    return True
+        # From the stream's beginning: entries added before the group existed count too.
+        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def _read(client: redis.Redis, name: str, start: str, block_ms: int | None = None) -> list[Any]:
+    response: Any = client.xreadgroup(GROUP, name, {STREAM: start}, count=10, block=block_ms)
+    return list(response[0][1]) if response else []
+
+
+def _process_entries(client: redis.Redis, processor: Processor, entries: list[Any]) -> None:
+    for entry_id, fields in entries:
+        entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        if not fields:  # trimmed away while pending
+            client.xack(STREAM, GROUP, entry_id)
+            continue
+        data = fields.get(b"data", b"")
+        outcome = processor.process(data, f"stream:{STREAM}", fallback_id=f"stream:{entry}")
+        if outcome is not Outcome.RETRY_LATER:
+            client.xack(STREAM, GROUP, entry_id)

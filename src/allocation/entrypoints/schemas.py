@@ -52,9 +52,12 @@ class AllocateRequest(_Strict):
 class ChangeBatchQuantityMessage(_Strict):
     batchref: Name
     qty: Quantity
+    message_id: Name | None = None
 
-    def to_command(self) -> commands.ChangeBatchQuantity:
-        return commands.ChangeBatchQuantity(ref=self.batchref, qty=self.qty)
+    def to_command(self, fallback_id: str | None = None) -> commands.ChangeBatchQuantity:
+        return commands.ChangeBatchQuantity(
+            ref=self.batchref, qty=self.qty, message_id=self.message_id or fallback_id
+        )
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -1,7 +1,8 @@
 """Command and event handlers: each is one use case, run inside its own Unit of Work.
 
 Every handler takes the message and a fresh Unit of Work; bootstrap binds any
-other dependency (publisher, notifications) by keyword.
+other dependency (notifications) by keyword. The read model and the outbox are
+written by the Unit of Work's commit, in the same transaction as the change.
 """
 
 from __future__ import annotations
@@ -10,17 +11,10 @@ import logging
 
 from allocation.domain import commands, events, model
 from allocation.domain.exceptions import DuplicateBatch, InvalidSku, OutOfStockError, UnknownBatch
-from allocation.service_layer.ports import AbstractNotifications, AbstractPublisher
+from allocation.service_layer.ports import AbstractNotifications
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 logger = logging.getLogger(__name__)
-
-CHANNELS: dict[type[events.Event], str] = {
-    events.Allocated: "line_allocated",
-    events.Deallocated: "line_deallocated",
-    events.OutOfStock: "out_of_stock",
-}
-
 
 def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
     with uow:
@@ -48,41 +42,20 @@ def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str:
     return batchref
 
 
-def change_batch_quantity(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOfWork) -> None:
+def change_batch_quantity(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOfWork) -> bool:
+    """Applies the change; returns False when this message id was already applied."""
     with uow:
+        if cmd.message_id is not None and uow.processed_messages.contains(cmd.message_id):
+            logger.info("message %s was already applied; skipping it", cmd.message_id)
+            return False
         product = uow.products.get_by_batchref(cmd.ref)
         if product is None:
             raise UnknownBatch(cmd.ref)
         product.change_batch_quantity(cmd.ref, cmd.qty)
+        if cmd.message_id is not None:
+            uow.processed_messages.add(cmd.message_id)
         uow.commit()
-
-
-def reallocate(event: events.Deallocated, uow: AbstractUnitOfWork) -> None:
-    """A line that lost its batch goes to another batch with room, or raises OutOfStock."""
-    with uow:
-        product = uow.products.get(event.sku)
-        if product is None:
-            raise InvalidSku(event.sku)
-        product.allocate(model.OrderLine(event.orderid, event.sku, event.qty))
-        uow.commit()
-
-
-def add_allocation_to_read_model(event: events.Allocated, uow: AbstractUnitOfWork) -> None:
-    with uow:
-        uow.allocations_view.add(event.orderid, event.sku, event.batchref)
-        uow.commit()
-
-
-def remove_allocation_from_read_model(event: events.Deallocated, uow: AbstractUnitOfWork) -> None:
-    with uow:
-        uow.allocations_view.remove(event.orderid, event.sku)
-        uow.commit()
-
-
-def publish_event(
-    event: events.Event, uow: AbstractUnitOfWork, *, publisher: AbstractPublisher
-) -> None:
-    publisher.publish(CHANNELS[type(event)], event.to_dict())
+    return True
 
 
 def send_out_of_stock_notification(

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from allocation.domain import model
+from allocation.service_layer.messages import OutboxMessage
+
+AllocationRow = tuple[str, str, str]
+"""(orderid, sku, batchref)"""
 
 
 class AbstractRepository(abc.ABC):
@@ -39,6 +45,10 @@ class AbstractRepository(abc.ABC):
     @abc.abstractmethod
     def _get_by_batchref(self, ref: str) -> model.Product | None: ...
 
+    @abc.abstractmethod
+    def allocation_rows(self) -> set[AllocationRow]:
+        """Every current allocation in the write model, for rebuilding the read model."""
+
 
 class AbstractAllocationsView(abc.ABC):
     """The denormalized read model: which batch each (order, SKU) is allocated to."""
@@ -54,12 +64,84 @@ class AbstractAllocationsView(abc.ABC):
     def for_order(self, orderid: str) -> list[dict[str, str]]:
         """The order's allocations as ``{"sku", "batchref"}`` dicts, ordered by SKU."""
 
+    @abc.abstractmethod
+    def all_rows(self) -> set[AllocationRow]: ...
+
+
+@dataclass(frozen=True)
+class Backlog:
+    unsent: int
+    oldest: datetime | None
+
+
+class AbstractOutbox(abc.ABC):
+    """Messages written in the same transaction as the change that caused them."""
+
+    @abc.abstractmethod
+    def add(self, message: OutboxMessage) -> None: ...
+
+    @abc.abstractmethod
+    def pending(self, limit: int) -> list[OutboxMessage]:
+        """The oldest unsent messages in commit order; empty while another relay holds the outbox."""
+
+    @abc.abstractmethod
+    def mark_sent(self, ids: Sequence[int]) -> None: ...
+
+    @abc.abstractmethod
+    def prune(self, sent_before: datetime) -> int:
+        """Deletes messages sent before the given time; returns how many."""
+
+    @abc.abstractmethod
+    def backlog(self) -> Backlog: ...
+
+
+class AbstractProcessedMessages(abc.ABC):
+    """Ids of inbound messages already applied, recorded in the transaction that applied them."""
+
+    @abc.abstractmethod
+    def contains(self, message_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def add(self, message_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int | None
+    source: str
+    payload: str
+    error: str
+    message_id: str | None
+    created_at: datetime
+    redriven_at: datetime | None = None
+
+
+class AbstractDeadLetters(abc.ABC):
+    """Inbound messages that could not be applied, kept with the reason."""
+
+    @abc.abstractmethod
+    def add(self, letter: DeadLetter) -> None: ...
+
+    @abc.abstractmethod
+    def list(self, include_redriven: bool = False) -> Sequence[DeadLetter]: ...
+
+    @abc.abstractmethod
+    def get(self, letter_id: int) -> DeadLetter | None: ...
+
+    @abc.abstractmethod
+    def mark_redriven(self, letter_id: int, at: datetime) -> None: ...
+
 
 class AbstractPublisher(abc.ABC):
     """Sends an event to the outside world on a named channel."""
 
     @abc.abstractmethod
     def publish(self, channel: str, payload: Mapping[str, Any]) -> None: ...
+
+    def publish_batch(self, messages: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Publishes in order; adapters may send them in one round trip."""
+        for channel, payload in messages:
+            self.publish(channel, payload)
 
 
 class AbstractNotifications(abc.ABC):

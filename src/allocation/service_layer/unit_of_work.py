@@ -7,18 +7,30 @@ from collections.abc import Iterator
 from types import TracebackType
 
 from allocation.domain import events
-from allocation.service_layer.ports import AbstractAllocationsView, AbstractRepository
+from allocation.service_layer.messages import to_message
+from allocation.service_layer.ports import (
+    AbstractAllocationsView,
+    AbstractDeadLetters,
+    AbstractOutbox,
+    AbstractProcessedMessages,
+    AbstractRepository,
+)
 
 
 class AbstractUnitOfWork(abc.ABC):
     """Use once, as a context manager: leaving it without commit() rolls back.
 
-    Events raised by the aggregates are released (collect_new_events) only after
-    the commit that made them true succeeded; a rollback discards them.
+    Committing also records, in the same transaction, what the aggregates' new
+    events imply outside them: the read model's rows and the outbox messages.
+    The events are released (collect_new_events) only after that commit
+    succeeded; a rollback discards them.
     """
 
     products: AbstractRepository
     allocations_view: AbstractAllocationsView
+    outbox: AbstractOutbox
+    processed_messages: AbstractProcessedMessages
+    dead_letters: AbstractDeadLetters
 
     def __init__(self) -> None:
         self._committed_events: list[events.Event] = []
@@ -35,10 +47,22 @@ class AbstractUnitOfWork(abc.ABC):
         self.rollback()
 
     def commit(self) -> None:
+        new_events = [event for product in self.products.seen for event in product.events]
+        for event in new_events:
+            self._record(event)
         self._commit()
         for product in self.products.seen:
-            self._committed_events.extend(product.events)
             product.events.clear()
+        self._committed_events.extend(new_events)
+
+    def _record(self, event: events.Event) -> None:
+        if isinstance(event, events.Allocated):
+            self.allocations_view.add(event.orderid, event.sku, event.batchref)
+        elif isinstance(event, events.Deallocated):
+            self.allocations_view.remove(event.orderid, event.sku)
+        message = to_message(event)
+        if message is not None:
+            self.outbox.add(message)
 
     def rollback(self) -> None:
         self._rollback()

@@ -1,0 +1,66 @@
+"""How the relay waits for new outbox rows: PostgreSQL LISTEN/NOTIFY, or a plain poll."""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+from typing import Any
+
+from sqlalchemy import Engine
+
+from allocation.adapters.messaging_store import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class PollingWakeup:
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def wait(self, timeout: float) -> None:
+        self._stop.wait(timeout)
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresWakeup(PollingWakeup):
+    """Returns as soon as a transaction that wrote to the outbox commits (or on timeout)."""
+
+    def __init__(self, engine: Engine, stop: threading.Event) -> None:
+        super().__init__(stop)
+        self._engine = engine
+        self._connection: Any = None
+
+    def wait(self, timeout: float) -> None:
+        try:
+            connection = self._listening_connection()
+            readable, _, _ = select.select([connection], [], [], timeout)
+            if readable:
+                connection.poll()
+                connection.notifies.clear()
+        except Exception as error:  # any failure falls back to polling, and reconnects next time
+            logger.debug("LISTEN unavailable (%s); polling instead", error)
+            self.close()
+            super().wait(timeout)
+
+    def _listening_connection(self) -> Any:
+        if self._connection is None:
+            raw = self._engine.raw_connection()
+            driver_connection = raw.driver_connection
+            assert driver_connection is not None
+            driver_connection.autocommit = True
+            with driver_connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._raw = raw
+            self._connection = driver_connection
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._raw.invalidate()
+            except Exception:  # the connection is being thrown away either way
+                logger.debug("closing the LISTEN connection failed", exc_info=True)
+            self._connection = None

@@ -1,0 +1,99 @@
+"""The Unit of Work writes the read model and the outbox in the transaction of the change."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from allocation import bootstrap
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.config import Settings
+from allocation.domain import commands, model
+from allocation.domain.exceptions import OutOfStockError
+from allocation.service_layer import relay
+from allocation.service_layer.read_model import rebuild_allocations_view
+from tests.fakes import FakeNotifications, FakePublisher
+
+
+def bus_for(factory: sessionmaker[Session]) -> bootstrap.MessageBus:
+    return bootstrap.bootstrap(Settings(), uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
+                               notifications=FakeNotifications())
+
+
+def rows(factory: sessionmaker[Session], sql: str) -> list[tuple[object, ...]]:
+    with factory() as session:
+        return [tuple(r) for r in session.execute(text(sql))]
+
+
+def test_allocation_commits_view_row_and_outbox_message_together(
+    session_factory: sessionmaker[Session],
+) -> None:
+    bus = bus_for(session_factory)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 10))
+    bus.handle(commands.Allocate("o1", "LAMP", 2))
+    try:
+        bus.handle(commands.Allocate("o2", "LAMP", 20))
+    except OutOfStockError:
+        pass
+    assert rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view") == [
+        ("o1", "LAMP", "b1")
+    ]
+    assert rows(session_factory, "SELECT channel, sent_at FROM outbox ORDER BY id") == [
+        ("line_allocated", None), ("out_of_stock", None),
+    ]
+
+
+def test_a_rolled_back_change_leaves_no_view_row_or_message(
+    session_factory: sessionmaker[Session],
+) -> None:
+    bus_for(session_factory).handle(commands.CreateBatch("b1", "LAMP", 10))
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
+        product = uow.products.get("LAMP")
+        assert product is not None
+        product.allocate(model.OrderLine("o1", "LAMP", 1))
+        uow.allocations_view.add("o1", "LAMP", "b1")  # as commit would, then no commit
+    assert rows(session_factory, "SELECT count(*) FROM allocations_view") == [(0,)]
+    assert rows(session_factory, "SELECT count(*) FROM outbox") == [(0,)]
+
+
+def test_the_relay_publishes_in_order_and_marks_sent(session_factory: sessionmaker[Session]) -> None:
+    bus = bus_for(session_factory)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 10))
+    for orderid in ("o1", "o2", "o3"):
+        bus.handle(commands.Allocate(orderid, "LAMP", 1))
+    publisher = FakePublisher()
+
+    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == 2
+    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == 1
+    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == 0
+
+    assert [p["orderid"] for p in publisher.on("line_allocated")] == ["o1", "o2", "o3"]
+    assert len({p["message_id"] for p in publisher.on("line_allocated")}) == 3
+    assert relay.backlog(SqlAlchemyUnitOfWork(session_factory)).unsent == 0
+    assert relay.prune_sent(SqlAlchemyUnitOfWork(session_factory), timedelta(hours=1)) == 0
+    assert relay.prune_sent(SqlAlchemyUnitOfWork(session_factory), timedelta(hours=-1)) == 3
+
+
+def test_rebuild_restores_exactly_the_current_allocations(
+    session_factory: sessionmaker[Session],
+) -> None:
+    bus = bus_for(session_factory)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 10))
+    bus.handle(commands.CreateBatch("b2", "RUG", 10))
+    for orderid, sku in (("o1", "LAMP"), ("o2", "LAMP"), ("o3", "RUG"), ("o1", "RUG")):
+        bus.handle(commands.Allocate(orderid, sku, 1))
+    expected = rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2")
+    with session_factory() as session:
+        session.execute(text("DELETE FROM allocations_view WHERE orderid = 'o1'"))
+        session.execute(text("UPDATE allocations_view SET batchref = 'wrong' WHERE orderid = 'o2'"))
+        session.execute(text("INSERT INTO allocations_view VALUES ('ghost', 'LAMP', 'b1')"))
+        session.commit()
+
+    report = rebuild_allocations_view(SqlAlchemyUnitOfWork(session_factory))
+
+    assert (report.added, report.removed, report.corrected, report.unchanged) == (2, 1, 1, 1)
+    assert rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2") == expected
+    again = rebuild_allocations_view(SqlAlchemyUnitOfWork(session_factory))
+    assert (again.added, again.removed, again.corrected, again.unchanged) == (0, 0, 0, 4)
