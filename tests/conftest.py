@@ -55,13 +55,30 @@ def fake_service() -> Iterator[FakeService]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database for this test session: DATABASE_URL's, or a throwaway server's."""
+def postgres_server() -> Iterator[PostgresServer | None]:
+    """A throwaway PostgreSQL server, or None when DATABASE_URL points at a running one."""
     if EXTERNAL_DATABASE_URL and EXTERNAL_DATABASE_URL.startswith("postgresql"):
-        yield EXTERNAL_DATABASE_URL
+        yield None
         return
     with PostgresServer() as server:
-        yield server.create_database("allocation_test")
+        yield server
+
+
+def _database(server: PostgresServer | None, name: str) -> str:
+    return EXTERNAL_DATABASE_URL if server is None else server.create_database(name)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer | None) -> str:
+    """The integration tests' database."""
+    return _database(postgres_server, "allocation_test")
+
+
+@pytest.fixture(scope="session")
+def e2e_database_url(postgres_server: PostgresServer | None) -> str:
+    """The end-to-end tests' database, apart from the integration tests' one: the
+    session's relay and consumer processes keep working on it while other tests run."""
+    return _database(postgres_server, "allocation_e2e")
 
 
 @pytest.fixture(scope="session")

@@ -100,8 +100,8 @@ def start_consumer(env: dict[str, str], log: Path) -> Service:
 
 
 @pytest.fixture(scope="session")
-def e2e_environment(postgres_url: str, redis_url: str) -> dict[str, str]:
-    env = service_environment(postgres_url, redis_url)
+def e2e_environment(e2e_database_url: str, redis_url: str) -> dict[str, str]:
+    env = service_environment(e2e_database_url, redis_url)
     migrate(env)
     return env
 
