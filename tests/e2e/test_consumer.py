@@ -70,7 +70,8 @@ def test_change_batch_quantity_reallocates_and_publishes(
     subscriber = Subscriber(redis_url, "line_allocated")
     try:
         publisher.publish("change_batch_quantity", json.dumps({"batchref": earlier, "qty": 5}))
-        message = subscriber.wait_for("line_allocated", {"orderid": orderid})
+        # The first allocation's own message may still be on its way: match the new batch.
+        message = subscriber.wait_for("line_allocated", {"orderid": orderid, "batchref": later})
     finally:
         subscriber.close()
 
