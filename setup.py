@@ -19,6 +19,10 @@ setup(
         "gunicorn>=22.0",
         "tenacity>=8.2",
         "click>=8.1",
+        "prometheus-client>=0.20",
+        "python-json-logger>=3.1",
+        # Only for its Swagger UI files, which the /docs page serves.
+        "flask-swagger-ui>=5.21,<6",
     ],
     entry_points={"console_scripts": ["allocation=allocation.entrypoints.cli:main"]},
 )

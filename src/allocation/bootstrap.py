@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import redis
+from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from allocation.adapters import database, orm
-from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
+from allocation.adapters import database, metrics, orm
+from allocation.adapters.health import ReadinessProbe
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
+from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
 from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
@@ -29,7 +32,7 @@ def bootstrap(
 ) -> MessageBus:
     """Builds the bus; anything not passed in is built from the settings."""
     if uow_factory is None:
-        uow_factory = sqlalchemy_uow_factory(settings.database_url)
+        uow_factory = sqlalchemy_uow_factory(make_engine(settings))
     if notifications is None:
         notifications = make_notifications(settings)
     return MessageBus(
@@ -37,6 +40,7 @@ def bootstrap(
         event_handlers=event_handlers(notifications),
         command_handlers=COMMAND_HANDLERS,
         max_attempts=settings.commit_attempts,
+        on_retry=metrics.count_retry,
     )
 
 
@@ -55,22 +59,42 @@ def event_handlers(
     notify: Handler = functools.partial(
         handlers.send_out_of_stock_notification, notifications=notifications
     )
-    return {events.OutOfStock: [notify]}
+    return {
+        events.Allocated: [metrics.count_event],
+        events.OutOfStock: [notify, metrics.count_event],
+    }
 
 
-def sqlalchemy_uow_factory(database_url: str) -> Callable[[], SqlAlchemyUnitOfWork]:
+@dataclass(frozen=True)
+class Api:
+    """What the HTTP entrypoint needs: the bus, and a readiness check on the same engine."""
+
+    bus: MessageBus
+    readiness: Callable[[], dict[str, str]]
+
+
+def api(settings: Settings) -> Api:
+    engine = make_engine(settings)
+    bus = bootstrap(settings, uow_factory=sqlalchemy_uow_factory(engine))
+    redis_client = None if settings.redis_url is None else make_redis(settings.redis_url)
+    return Api(bus, ReadinessProbe(engine, redis_client).check)
+
+
+def make_engine(settings: Settings) -> Engine:
+    return database.make_engine(settings.database_url)
+
+
+def sqlalchemy_uow_factory(engine: Engine) -> Callable[[], SqlAlchemyUnitOfWork]:
     orm.start_mappers()
-    session_factory = sessionmaker(bind=database.make_engine(database_url))
-    return functools.partial(SqlAlchemyUnitOfWork, session_factory)
+    return functools.partial(SqlAlchemyUnitOfWork, sessionmaker(bind=engine))
 
 
 def relay_parts(
     settings: Settings, stop: threading.Event
 ) -> tuple[Callable[[], SqlAlchemyUnitOfWork], PollingWakeup]:
     """The relay's Unit of Work factory, and how it waits for new outbox rows."""
-    orm.start_mappers()
-    engine = database.make_engine(settings.database_url)
-    uow_factory = functools.partial(SqlAlchemyUnitOfWork, sessionmaker(bind=engine))
+    engine = make_engine(settings)
+    uow_factory = sqlalchemy_uow_factory(engine)
     if engine.dialect.name == "postgresql":
         return uow_factory, PostgresWakeup(engine, stop)
     return uow_factory, PollingWakeup(stop)
@@ -99,7 +123,7 @@ def make_notifications(settings: Settings) -> AbstractNotifications:
 
 def migrate(settings: Settings) -> None:
     """Runs the Alembic migrations of the configured database up to head (safe to run twice)."""
-    engine = database.make_engine(settings.database_url)
+    engine = make_engine(settings)
     try:
         database.upgrade_to_head(engine)
     finally:

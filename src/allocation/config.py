@@ -21,6 +21,7 @@ class Settings:
     alerts_from: str = "allocation@localhost"
     alerts_to: str = "stock@localhost"
     log_level: str = "INFO"
+    log_format: str = "text"
     max_request_bytes: int = 64 * 1024
     commit_attempts: int = 10
     api_token: str | None = None
@@ -50,6 +51,12 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {value}")
             return value
 
+        def choice(name: str, allowed: tuple[str, ...]) -> str:
+            value = (text(name, allowed[0]) or allowed[0]).lower()
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            return value
+
         return cls(
             database_url=text("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
             redis_url=text("REDIS_URL", None),
@@ -58,6 +65,7 @@ class Settings:
             alerts_from=text("ALERTS_FROM", cls.alerts_from) or cls.alerts_from,
             alerts_to=text("ALERTS_TO", cls.alerts_to) or cls.alerts_to,
             log_level=(text("LOG_LEVEL", "INFO") or "INFO").upper(),
+            log_format=choice("LOG_FORMAT", ("text", "json")),
             max_request_bytes=number("MAX_REQUEST_BYTES", 64 * 1024),
             commit_attempts=number("COMMIT_ATTEMPTS", 10),
             api_token=text("API_TOKEN", None),

@@ -65,9 +65,9 @@ def test_the_relay_publishes_in_order_and_marks_sent(session_factory: sessionmak
         bus.handle(commands.Allocate(orderid, "LAMP", 1))
     publisher = FakePublisher()
 
-    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == 2
-    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == 1
-    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == 0
+    assert len(relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2)) == 2
+    assert len(relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2)) == 1
+    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == []
 
     assert [p["orderid"] for p in publisher.on("line_allocated")] == ["o1", "o2", "o3"]
     assert len({p["message_id"] for p in publisher.on("line_allocated")}) == 3

@@ -1,4 +1,8 @@
-"""The `allocation` command: every process and operation of the service."""
+"""The `allocation` command: every process and operation of the service.
+
+Commands import the application on use: `allocation api` has to set up the
+shared metrics directory before anything imports prometheus_client.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ from typing import Any, TypeVar
 
 import click
 
-from allocation import __version__, bootstrap
+from allocation import __version__
 from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
+from allocation.entrypoints import logging_config
 
 logger = logging.getLogger("allocation")
 
@@ -29,10 +34,7 @@ def _settings() -> Settings:
         settings = Settings.from_env(os.environ)
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    logging_config.configure(settings.log_level, settings.log_format)
     return settings
 
 
@@ -71,6 +73,8 @@ def main() -> None:
 @_one_line_errors
 def migrate() -> None:
     """Create or upgrade the database schema (safe to run twice)."""
+    from allocation import bootstrap
+
     bootstrap.migrate(_settings())
     click.echo("database schema is up to date")
 
@@ -89,12 +93,29 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
     serve(_settings(), host, port, workers, threads)
 
 
+_metrics_port = click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=None,
+    help="Serve Prometheus metrics of this process on this port.",
+)
+
+
+def _serve_metrics(port: int | None) -> None:
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+
+
 @main.command()
-def consumer() -> None:
+@_metrics_port
+def consumer(metrics_port: int | None) -> None:
     """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
+    from allocation import bootstrap
+
     from allocation.entrypoints import redis_consumer
 
     settings = _settings()
+    _serve_metrics(metrics_port)
     if settings.redis_url is None:
         raise click.UsageError("the consumer needs Redis: set REDIS_URL, e.g. redis://localhost:6379/0")
     bus = bootstrap.bootstrap(settings)
@@ -104,11 +125,15 @@ def consumer() -> None:
 
 
 @main.command()
-def relay() -> None:
+@_metrics_port
+def relay(metrics_port: int | None) -> None:
     """Publish committed events from the outbox to Redis (logs them without REDIS_URL)."""
+    from allocation import bootstrap
+
     from allocation.entrypoints import relay as outbox_relay
 
     settings = _settings()
+    _serve_metrics(metrics_port)
     stop = _stop_on_signals()
     uow_factory, wakeup = bootstrap.relay_parts(settings, stop)
     outbox_relay.run(settings, uow_factory, bootstrap.make_publisher(settings), wakeup, stop)
@@ -120,6 +145,8 @@ def relay() -> None:
 @_one_line_errors
 def outbox(as_json: bool) -> None:
     """Show the outbox backlog: unsent messages and the age of the oldest."""
+    from allocation import bootstrap
+
     from allocation.service_layer import relay as outbox_relay
 
     backlog = outbox_relay.backlog(bootstrap.bootstrap(_settings()).uow_factory())
@@ -143,6 +170,8 @@ def dead_letters_group() -> None:
 @_one_line_errors
 def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
     """List dead letters, oldest first."""
+    from allocation import bootstrap
+
     from allocation.service_layer import dead_letters
 
     letters = dead_letters.listing(bootstrap.bootstrap(_settings()).uow_factory(), include_redriven)
@@ -164,6 +193,8 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
 @_one_line_errors
 def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
+    from allocation import bootstrap
+
     from allocation.entrypoints.redis_consumer import Rejected, apply
     from allocation.service_layer import dead_letters
 
@@ -185,6 +216,8 @@ def dead_letters_redrive(letter_id: int) -> None:
 @_one_line_errors
 def rebuild_views() -> None:
     """Rebuild allocations_view from the current allocations, in one transaction."""
+    from allocation import bootstrap
+
     from allocation.service_layer.read_model import rebuild_allocations_view
 
     report = rebuild_allocations_view(bootstrap.bootstrap(_settings()).uow_factory())

@@ -3,31 +3,49 @@
 from __future__ import annotations
 
 import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable
 from urllib.parse import quote
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 
 from allocation import bootstrap, views
+from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints import errors, schemas
+from allocation.entrypoints import errors, openapi, schemas
+from allocation.service_layer import log_context, relay
 from allocation.service_layer.messagebus import MessageBus
 
+logger = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None, bus: MessageBus | None = None) -> Flask:
-    """Builds the app; pass a bus to wire fakes, or settings to build the real one."""
+Readiness = Callable[[], dict[str, str]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    bus: MessageBus | None = None,
+    readiness: Readiness | None = None,
+) -> Flask:
+    """Builds the app; pass a bus (and readiness check) to wire fakes, or settings for real ones."""
     settings = settings or Settings()
-    bus = bus or bootstrap.bootstrap(settings)
+    if bus is None:
+        service = bootstrap.api(settings)
+        bus, readiness = service.bus, service.readiness
     app = Flask("allocation")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
+    _observe_requests(app)
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
+    _add_routes(app, bus, readiness or (lambda: {"database": "ok"}))
+    openapi.register_docs(app)
+    return app
 
-    @app.get("/health")
-    def health() -> tuple[Response, int]:
-        return jsonify(status="ok"), 200
 
+def _add_routes(app: Flask, bus: MessageBus, readiness: Readiness) -> None:
     @app.post("/add_batch")
     def add_batch() -> tuple[Response, int]:
         cmd = schemas.parse(schemas.AddBatchRequest, request.get_data()).to_command()
@@ -49,7 +67,66 @@ def create_app(settings: Settings | None = None, bus: MessageBus | None = None) 
             return errors.error_response(f"No allocations for order {orderid}", 404)
         return jsonify(result), 200
 
-    return app
+    @app.get("/health")
+    def health() -> tuple[Response, int]:
+        return jsonify(status="ok"), 200
+
+    @app.get("/ready")
+    def ready() -> tuple[Response, int]:
+        checks = readiness()
+        healthy = all(state in ("ok", "not configured") for state in checks.values())
+        status = "ready" if healthy else "unavailable"
+        return jsonify(status=status, checks=checks), 200 if healthy else 503
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        _update_outbox_gauges(bus)
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+
+def _update_outbox_gauges(bus: MessageBus) -> None:
+    try:
+        backlog = relay.backlog(bus.uow_factory())
+    except Exception as error:  # metrics must answer even when the database does not
+        logger.warning("outbox backlog unavailable for /metrics: %s", error)
+        return
+    metrics.OUTBOX_UNSENT.set(backlog.unsent)
+    age = 0.0 if backlog.oldest is None else time.time() - backlog.oldest.timestamp()
+    metrics.OUTBOX_OLDEST_AGE.set(max(age, 0.0))
+
+
+def _observe_requests(app: Flask) -> None:
+    """Request ids in and out, one log line and the metrics for every request."""
+
+    @app.before_request
+    def start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _usable_request_id(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.log_binding = log_context.bound(request_id=g.request_id)
+        g.log_binding.__enter__()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        metrics.LATENCY.labels(endpoint, request.method).observe(elapsed)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        logger.info("%s %s %d %.1fms", request.method, request.path, response.status_code,
+                    elapsed * 1000)
+        return response
+
+    @app.teardown_request
+    def unbind(_error: BaseException | None) -> None:
+        binding = g.pop("log_binding", None)
+        if binding is not None:
+            binding.__exit__(None, None, None)
+
+
+def _usable_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
 
 
 def _require_token_for_writes(app: Flask, token: str) -> None:

@@ -9,6 +9,7 @@ dead letters instead of stopping the consumer.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 
 import redis
 
+from allocation.adapters import metrics
 from allocation.config import Settings
 from allocation.domain.exceptions import (
     AllocationError,
@@ -26,7 +28,7 @@ from allocation.domain.exceptions import (
     InfrastructureUnavailable,
 )
 from allocation.entrypoints import schemas
-from allocation.service_layer import dead_letters
+from allocation.service_layer import dead_letters, log_context
 from allocation.service_layer.messagebus import MessageBus
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,12 @@ class Processor:
         self._stop = stop
 
     def process(self, data: bytes, source: str, fallback_id: str | None = None) -> Outcome:
+        with log_context.bound(message_id=_message_id(data) or fallback_id):
+            outcome = self._process(data, source, fallback_id)
+        metrics.CONSUMER_MESSAGES.labels(outcome.value).inc()
+        return outcome
+
+    def _process(self, data: bytes, source: str, fallback_id: str | None) -> Outcome:
         error: Exception | None = None
         for attempt in range(1, self._attempts + 1):
             try:
@@ -103,6 +111,15 @@ class Processor:
             return Outcome.RETRY_LATER
         logger.warning("dead-lettered %s message %r: %s", source, data, reason)
         return Outcome.DEAD_LETTERED
+
+
+def _message_id(data: bytes) -> str | None:
+    """The message's own id, if it has a readable one: only for the logs."""
+    try:
+        value = json.loads(data).get("message_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def run(bus: MessageBus, client: redis.Redis, settings: Settings, stop: threading.Event) -> None:

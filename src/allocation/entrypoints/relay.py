@@ -8,9 +8,10 @@ import time
 from datetime import timedelta
 from typing import Protocol
 
+from allocation.adapters import metrics
 from allocation.config import Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
-from allocation.service_layer import relay
+from allocation.service_layer import log_context, relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 from allocation.service_layer.ports import AbstractPublisher
 
@@ -39,7 +40,7 @@ def run(
     logger.info("relaying the outbox")
     while not stop.is_set():
         try:
-            sent = relay.relay_pending(uow_factory(), publisher, settings.relay_batch_size)
+            sent = len(_relay_batch(uow_factory, publisher, settings.relay_batch_size))
             if time.monotonic() >= next_prune:
                 _prune(settings, uow_factory)
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
@@ -55,11 +56,23 @@ def run(
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
         backoff = 0.05
-        if sent:
-            logger.info("published %d message(s)", sent)
+        metrics.RELAY_PUBLISHED.inc(sent)
         if sent < settings.relay_batch_size:
             wakeup.wait(settings.relay_poll_seconds)
     wakeup.close()
+
+
+def _relay_batch(
+    uow_factory: UnitOfWorkFactory, publisher: AbstractPublisher, batch_size: int
+) -> list[str]:
+    message_ids = relay.relay_pending(uow_factory(), publisher, batch_size)
+    for message_id in message_ids:
+        with log_context.bound(message_id=message_id):
+            logger.debug("published")
+    if message_ids:
+        shown = ", ".join(message_ids[:3]) + (", …" if len(message_ids) > 3 else "")
+        logger.info("published %d message(s): %s", len(message_ids), shown)
+    return message_ids
 
 
 def _prune(settings: Settings, uow_factory: UnitOfWorkFactory) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from allocation.config import Settings
-from allocation.entrypoints.flask_app import create_app
+from allocation.entrypoints import logging_config
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -24,17 +28,43 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
+        from allocation.entrypoints.flask_app import create_app
+
         return create_app(self._settings)
 
 
+def _worker_exited(_server: Any, worker: Any) -> None:
+    from allocation.adapters import metrics
+
+    metrics.worker_exited(worker.pid)
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    metrics_dir = _metrics_directory()
+    if "prometheus_client" in sys.modules and metrics_dir is not None:
+        raise RuntimeError("prometheus_client was imported before its multiprocess directory was set")
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",
-        "accesslog": "-",
         "loglevel": settings.log_level.lower(),
+        "logconfig_dict": logging_config.gunicorn_logconfig(settings.log_level,
+                                                            settings.log_format),
         "graceful_timeout": 10,
+        "child_exit": _worker_exited,
     }
-    GunicornServer(settings, options).run()
+    try:
+        GunicornServer(settings, options).run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_directory() -> str | None:
+    """Workers share Prometheus samples through files; a fresh directory per server."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = tempfile.mkdtemp(prefix="allocation-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory

@@ -21,6 +21,7 @@ from tenacity import (
 
 from allocation.domain import commands, events
 from allocation.domain.exceptions import ConcurrencyConflict
+from allocation.service_layer import log_context
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ class MessageBus:
         event_handlers: Mapping[type[events.Event], Sequence[Handler]],
         command_handlers: Mapping[type[commands.Command], Handler],
         max_attempts: int = 10,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self._event_handlers = event_handlers
         self._command_handlers = command_handlers
         self._max_attempts = max_attempts
+        self._on_retry = on_retry
 
     def handle(self, message: Message) -> Any:
         """Runs the message and every event it leads to; returns the command's result.
@@ -73,17 +76,20 @@ class MessageBus:
     def _run(self, handler: Handler, message: Message, queue: deque[events.Event]) -> Any:
         """Calls the handler with a fresh Unit of Work, again on a concurrency conflict."""
         result = None
-        for attempt in self._retrying(handler, message):
-            with attempt:
-                uow = self.uow_factory()
-                try:
-                    result = handler(message, uow)
-                finally:
-                    queue.extend(uow.collect_new_events())
+        with log_context.bound(**_describe(message)):
+            for attempt in self._retrying(handler, message):
+                with attempt:
+                    uow = self.uow_factory()
+                    try:
+                        result = handler(message, uow)
+                    finally:
+                        queue.extend(uow.collect_new_events())
         return result
 
     def _retrying(self, handler: Handler, message: Message) -> Retrying:
         def log_retry(state: RetryCallState) -> None:
+            if self._on_retry is not None:
+                self._on_retry()
             logger.info(
                 "concurrency conflict in %s for %r, attempt %d of %d",
                 _name(handler), message, state.attempt_number, self._max_attempts,
@@ -96,6 +102,14 @@ class MessageBus:
             before_sleep=log_retry,
             reraise=True,
         )
+
+
+def _describe(message: Message) -> dict[str, str | None]:
+    fields: dict[str, str | None] = {"message_type": type(message).__name__}
+    message_id = getattr(message, "message_id", None)
+    if message_id is not None:
+        fields["message_id"] = message_id
+    return fields
 
 
 def _name(handler: Handler) -> str:

@@ -1,0 +1,74 @@
+"""Prometheus metrics: defined once here, updated by the edges and by event handlers.
+
+Under gunicorn every worker is a process of its own; with PROMETHEUS_MULTIPROC_DIR
+set (``allocation api`` sets it) the workers share their samples through files in
+that directory and /metrics adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from allocation.domain import events
+from allocation.service_layer.unit_of_work import AbstractUnitOfWork
+
+REQUESTS = Counter(
+    "allocation_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
+)
+LATENCY = Histogram(
+    "allocation_http_request_seconds", "Time to answer an HTTP request", ["endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ALLOCATIONS = Counter("allocation_allocations_total", "Order lines allocated (reallocations too)")
+OUT_OF_STOCK = Counter("allocation_out_of_stock_total", "Order lines that found no stock")
+CONCURRENCY_RETRIES = Counter(
+    "allocation_concurrency_retries_total", "Handlers run again after losing a concurrency race"
+)
+OUTBOX_UNSENT = Gauge("allocation_outbox_unsent", "Outbox messages not yet published",
+                      multiprocess_mode="mostrecent")
+OUTBOX_OLDEST_AGE = Gauge("allocation_outbox_oldest_age_seconds",
+                          "Age of the oldest unpublished outbox message",
+                          multiprocess_mode="mostrecent")
+RELAY_PUBLISHED = Counter("allocation_relay_published_total", "Outbox messages published")
+CONSUMER_MESSAGES = Counter(
+    "allocation_consumer_messages_total", "Inbound messages by outcome",
+    ["outcome"],  # applied, duplicate, dead-lettered, retry later
+)
+
+
+def count_event(event: events.Event, uow: AbstractUnitOfWork) -> None:
+    """An event handler: domain events as counters."""
+    if isinstance(event, events.Allocated):
+        ALLOCATIONS.inc()
+    elif isinstance(event, events.OutOfStock):
+        OUT_OF_STOCK.inc()
+
+
+def count_retry() -> None:
+    CONCURRENCY_RETRIES.inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric of this process (or of all workers)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,74 @@
+"""Logging, configured once per process: readable text by default, JSON lines on request."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from allocation.service_layer import log_context
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]%(context)s %(message)s"
+
+
+class ContextFilter(logging.Filter):
+    """Adds the bound request/message ids to every record (``context`` for text output)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = log_context.current()
+        for name, value in fields.items():
+            setattr(record, name, value)
+        record.context = "".join(f" {k}={v}" for k, v in fields.items())
+        return True
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={},
+            reserved_attrs=[*_STANDARD_ATTRIBUTES, "context"],
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def configure(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
+    """gunicorn's own loggers, formatted like ours."""
+    formatter_spec: dict[str, Any] = (
+        {"()": f"{__name__}.json_formatter"} if log_format == "json" else {"format": TEXT_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": ContextFilter}},
+        "formatters": {"default": formatter_spec},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default",
+                                 "filters": ["context"]}},
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+        },
+    }
+
+
+def json_formatter() -> logging.Formatter:
+    return formatter("json")
+
+
+_STANDARD_ATTRIBUTES = [
+    "args", "created", "exc_info", "exc_text", "filename", "funcName", "levelno", "lineno",
+    "module", "msecs", "msg", "pathname", "processName", "relativeCreated", "stack_info",
+    "thread", "threadName", "taskName",
+]

@@ -1,0 +1,74 @@
+"""Operating the real processes: readiness, metrics across workers, the command line."""
+
+from __future__ import annotations
+
+import subprocess
+
+import requests
+
+from tests.e2e.conftest import ALLOCATION, Service, unique
+from tests.e2e.test_api import add_batch, allocate
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ALLOCATION, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_ready_checks_database_redis_and_migrations(api: Service) -> None:
+    response = requests.get(f"{api.url}/ready", timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready", "checks": {"database": "ok", "migrations": "ok", "redis": "ok"},
+    }
+
+
+def test_metrics_add_up_across_workers(api: Service) -> None:
+    sku = unique("sku")
+    add_batch(api, unique("batch"), sku, 100)
+    for _ in range(12):  # more requests than one worker's threads: both workers answer
+        assert allocate(api, unique("order"), sku, 1).status_code == 202
+    text = ""
+    for _ in range(4):  # whichever worker answers, it reports every worker's counts
+        text = requests.get(f"{api.url}/metrics", timeout=10).text
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("allocation_allocations_total"))
+        assert total >= 12
+    assert "allocation_outbox_unsent" in text
+    assert "allocation_http_request_seconds_bucket" in text
+
+
+def test_the_openapi_description_and_docs_are_served(api: Service) -> None:
+    spec = requests.get(f"{api.url}/openapi.json", timeout=10).json()
+    assert {"/allocate", "/add_batch", "/allocations/{orderid}", "/ready"} <= set(spec["paths"])
+    docs = requests.get(f"{api.url}/docs", timeout=10)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_help_lists_every_command_and_version_prints() -> None:
+    help_text = run_cli("--help").stdout
+    for command in ("migrate", "api", "consumer", "relay", "rebuild-views", "dead-letters",
+                    "outbox"):
+        assert f"  {command} " in help_text, help_text
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("allocation, version ")
+
+
+def test_an_unreachable_database_is_one_line_and_a_nonzero_exit(e2e_environment: dict[str, str]) -> None:
+    env = {**e2e_environment, "DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none"}
+    result = run_cli("outbox", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: The database is unavailable")
+    assert "Traceback" not in result.stderr
+    bad_config = run_cli("outbox", env={**e2e_environment, "SMTP_PORT": "lots"})
+    assert bad_config.returncode == 2
+    assert "SMTP_PORT must be a whole number" in bad_config.stderr
+
+
+def test_outbox_and_rebuild_views_report(api: Service, e2e_environment: dict[str, str]) -> None:
+    outbox = run_cli("outbox", "--json", env=e2e_environment)
+    assert outbox.returncode == 0, outbox.stderr
+    assert set(outbox.stdout and __import__("json").loads(outbox.stdout)) == {
+        "unsent", "oldest_age_seconds"}
+    rebuilt = run_cli("rebuild-views", env=e2e_environment)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.startswith("added 0, removed 0, corrected 0, unchanged ")

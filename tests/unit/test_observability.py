@@ -1,0 +1,122 @@
+"""Health, readiness, metrics, request ids and log formats at the HTTP edge."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from flask.testing import FlaskClient
+
+from allocation.config import ConfigError, Settings
+from allocation.entrypoints import logging_config
+from allocation.entrypoints.flask_app import create_app
+from allocation.service_layer import log_context
+from tests.conftest import FakeService
+
+
+class SwitchableReadiness:
+    def __init__(self) -> None:
+        self.checks = {"database": "ok", "migrations": "ok", "redis": "not configured"}
+
+    def __call__(self) -> dict[str, str]:
+        return dict(self.checks)
+
+
+@pytest.fixture
+def readiness() -> SwitchableReadiness:
+    return SwitchableReadiness()
+
+
+@pytest.fixture
+def client(fake_service: FakeService, readiness: SwitchableReadiness) -> Iterator[FlaskClient]:
+    yield create_app(Settings(), bus=fake_service.bus, readiness=readiness).test_client()
+
+
+def test_health_says_the_process_is_alive(client: FlaskClient) -> None:
+    response = client.get("/health")
+    assert (response.status_code, response.get_json()) == (200, {"status": "ok"})
+
+
+def test_ready_reports_each_dependency(client: FlaskClient, readiness: SwitchableReadiness) -> None:
+    ok = client.get("/ready")
+    assert ok.status_code == 200
+    assert ok.get_json() == {"status": "ready", "checks": readiness.checks}
+
+    readiness.checks["database"] = "unreachable: OperationalError"
+    down = client.get("/ready")
+    assert down.status_code == 503
+    assert down.get_json()["status"] == "unavailable"
+    assert down.get_json()["checks"]["database"] == "unreachable: OperationalError"
+
+
+def test_metrics_count_requests_allocations_and_out_of_stock(client: FlaskClient) -> None:
+    def sample(text: str, prefix: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    before = client.get("/metrics").get_data(as_text=True)
+    client.post("/add_batch", json={"ref": "b1", "sku": "LAMP", "qty": 1})
+    client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 1})
+    client.post("/allocate", json={"orderid": "o2", "sku": "LAMP", "qty": 1})
+    after = client.get("/metrics").get_data(as_text=True)
+
+    assert sample(after, "allocation_allocations_total") - sample(before, "allocation_allocations_total") == 1
+    assert sample(after, "allocation_out_of_stock_total") - sample(before, "allocation_out_of_stock_total") == 1
+    allocate_409 = 'allocation_http_requests_total{endpoint="/allocate",method="POST",status="409"}'
+    assert sample(after, allocate_409) - sample(before, allocate_409) == 1
+    assert 'allocation_http_request_seconds_bucket{endpoint="/allocate"' in after
+    assert "allocation_outbox_unsent 2.0" in after  # one line_allocated, one out_of_stock
+
+
+def test_a_request_id_is_kept_or_made_and_returned(client: FlaskClient) -> None:
+    given = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = client.get("/health")
+    assert len(made.headers["X-Request-ID"]) == 32
+    unusable = client.get("/health", headers={"X-Request-ID": "x" * 500})
+    assert len(unusable.headers["X-Request-ID"]) == 32
+
+
+def test_the_request_log_line_carries_the_request_id(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.addFilter(logging_config.ContextFilter())
+    with caplog.at_level(logging.INFO, logger="allocation.entrypoints.flask_app"):
+        client.get("/health", headers={"X-Request-ID": "req-42"})
+    [record] = [r for r in caplog.records if "GET /health 200" in r.getMessage()]
+    assert getattr(record, "request_id") == "req-42"
+
+
+def test_json_log_lines_are_objects_with_the_bound_ids() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging_config.formatter("json"))
+    handler.addFilter(logging_config.ContextFilter())
+    logger = logging.getLogger("test.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with log_context.bound(request_id="r1", message_id="m1"):
+            logger.warning("hello %s", "world")
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "hello world"
+    assert (line["level"], line["request_id"], line["message_id"]) == ("WARNING", "r1", "m1")
+    assert "context" not in line
+
+
+def test_text_logs_show_the_bound_ids() -> None:
+    record = logging.LogRecord("x", logging.INFO, "f", 1, "hi", None, None)
+    with log_context.bound(message_id="m9"):
+        logging_config.ContextFilter().filter(record)
+    assert "message_id=m9 hi" in logging_config.formatter("text").format(record)
+
+
+def test_log_format_must_be_text_or_json() -> None:
+    assert Settings.from_env({"LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        Settings.from_env({"LOG_FORMAT": "xml"})
