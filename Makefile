@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install system-deps typecheck unit integration e2e clean
+.PHONY: run test install system-deps lint typecheck unit integration e2e clean
 
 # The relay runs beside the API (it logs events when REDIS_URL is unset); the
 # consumer too when REDIS_URL is set. Ctrl-C stops all of them.
@@ -15,7 +15,7 @@ run: install  ## Migrate and serve the API on http://localhost:5005 (SQLite unle
 	if [ -n "$$REDIS_URL" ]; then $(BIN)/allocation consumer & fi; \
 	$(BIN)/allocation api --host $${HOST:-127.0.0.1} --port $${PORT:-5005}
 
-test: install system-deps typecheck  ## Unit, integration and end-to-end tests on throwaway servers
+test: install system-deps lint typecheck  ## Lint, types, then unit, integration and end-to-end tests
 	$(BIN)/pytest
 
 install: $(VENV)/.installed
@@ -33,6 +33,12 @@ system-deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server postgresql >/dev/null; \
 	fi
+
+# ruff for style and bugs; import-linter keeps the layers pointing down.
+lint: install
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

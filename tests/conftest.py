@@ -14,8 +14,17 @@ from allocation.service_layer.messagebus import MessageBus
 from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
 from tests.servers import PostgresServer, RedisServer
 
-_SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SMTP_HOST", "SMTP_PORT", "LOG_LEVEL",
-                      "MAX_REQUEST_BYTES", "COMMIT_ATTEMPTS", "ALERTS_FROM", "ALERTS_TO")
+_SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "LOG_LEVEL",
+    "MAX_REQUEST_BYTES",
+    "COMMIT_ATTEMPTS",
+    "ALERTS_FROM",
+    "ALERTS_TO",
+)
 
 # Captured before the autouse fixture below clears them: point the suite at
 # running servers with DATABASE_URL / REDIS_URL instead of throwaway ones.
@@ -40,7 +49,8 @@ class FakeService:
         """What the outbox holds for a channel, without the envelope's id and time."""
         return [
             {k: v for k, v in m.payload.items() if k not in ("message_id", "occurred_at")}
-            for m in self.store.outbox if m.channel == channel
+            for m in self.store.outbox
+            if m.channel == channel
         ]
 
 

@@ -53,9 +53,7 @@ class FakeRepository(AbstractRepository):
         return self._products.get(sku)
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
-        return next(
-            (p for p in self._products.values() if p.batch(ref) is not None), None
-        )
+        return next((p for p in self._products.values() if p.batch(ref) is not None), None)
 
     def allocation_rows(self) -> set[AllocationRow]:
         return {
@@ -128,15 +126,15 @@ class FakeDeadLetters(AbstractDeadLetters):
         self.letters.append(dataclasses.replace(letter, id=len(self.letters) + 1))
 
     def list(self, include_redriven: bool = False) -> Sequence[DeadLetter]:
-        return [l for l in self.letters if include_redriven or l.redriven_at is None]
+        return [letter for letter in self.letters if include_redriven or letter.redriven_at is None]
 
     def get(self, letter_id: int) -> DeadLetter | None:
-        return next((l for l in self.letters if l.id == letter_id), None)
+        return next((letter for letter in self.letters if letter.id == letter_id), None)
 
     def mark_redriven(self, letter_id: int, at: datetime) -> None:
         self.letters[:] = [
-            dataclasses.replace(l, redriven_at=at) if l.id == letter_id else l
-            for l in self.letters
+            dataclasses.replace(letter, redriven_at=at) if letter.id == letter_id else letter
+            for letter in self.letters
         ]
 
 

@@ -347,8 +347,11 @@ class PostgresServer(_Server):
         if importlib.util.find_spec("psycopg2") is not None:
             psycopg2 = importlib.import_module("psycopg2")
             conn = psycopg2.connect(
-                host="127.0.0.1", port=self.port, user=self.user,
-                dbname=dbname, connect_timeout=10,
+                host="127.0.0.1",
+                port=self.port,
+                user=self.user,
+                dbname=dbname,
+                connect_timeout=10,
             )
             try:
                 conn.autocommit = True
@@ -359,9 +362,24 @@ class PostgresServer(_Server):
             return
         psql = _find_binary("psql", ("/usr/bin", *PG_BIN_DIRS))
         result = subprocess.run(
-            [psql, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
-             "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-             "-d", dbname, "-c", sql],
+            [
+                psql,
+                "-X",
+                "-q",
+                "-w",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                dbname,
+                "-c",
+                sql,
+            ],
             env=_clean_env(PGCONNECT_TIMEOUT="10"),
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -377,8 +395,7 @@ class PostgresServer(_Server):
     def _popen_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"env": _clean_env(TZ="UTC", LC_ALL="C")}
         if self._run_as is not None:
-            kwargs.update(user=self._run_as.pw_uid, group=self._run_as.pw_gid,
-                          extra_groups=[])
+            kwargs.update(user=self._run_as.pw_uid, group=self._run_as.pw_gid, extra_groups=[])
         return kwargs
 
     def _init_cluster(self, base: Path) -> None:
@@ -387,8 +404,20 @@ class PostgresServer(_Server):
             for path in (base, base / "sock"):
                 os.chown(path, self._run_as.pw_uid, self._run_as.pw_gid)
         result = subprocess.run(
-            [self._initdb, "-D", str(base / "data"), "-A", "trust", "-U", self.user,
-             "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+            [
+                self._initdb,
+                "-D",
+                str(base / "data"),
+                "-A",
+                "trust",
+                "-U",
+                self.user,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
             cwd=base,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -485,13 +514,20 @@ class RedisServer(_Server):
     def _command(self) -> list[str]:
         return [
             self._redis,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--dir", str(self.directory),
-            "--logfile", "",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            "",
         ]
 
     def _is_ready(self) -> bool:

@@ -33,8 +33,9 @@ class Service:
     def start(self, ready: str | None = None, timeout: float = 30) -> Service:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as output:
-            self.process = subprocess.Popen([ALLOCATION, *self.args], env=self.env,
-                                            stdout=output, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [ALLOCATION, *self.args], env=self.env, stdout=output, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while not self._ready(ready, offset):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -69,8 +70,14 @@ class Service:
 
 def service_environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, LOG_LEVEL="INFO",
-               CONSUMER_CLAIM_IDLE_MS="1000", RELAY_POLL_MS="200", **extra)
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        LOG_LEVEL="INFO",
+        CONSUMER_CLAIM_IDLE_MS="1000",
+        RELAY_POLL_MS="200",
+        **extra,
+    )
     return env
 
 
@@ -80,8 +87,12 @@ def migrate(env: dict[str, str]) -> None:
 
 def start_api(env: dict[str, str], log: Path) -> Service:
     port = free_port()
-    api = Service(["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-                   "--threads", "4"], env, log, url=f"http://127.0.0.1:{port}")
+    api = Service(
+        ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "4"],
+        env,
+        log,
+        url=f"http://127.0.0.1:{port}",
+    )
     return api.start()
 
 
@@ -107,7 +118,9 @@ def e2e_environment(e2e_database_url: str, redis_url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def relay(e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def relay(
+    e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     service = start_relay(e2e_environment, tmp_path_factory.mktemp("relay") / "relay.log")
     yield service
     service.stop()
@@ -123,7 +136,9 @@ def api(
 
 
 @pytest.fixture(scope="session")
-def consumer(e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def consumer(
+    e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     service = start_consumer(e2e_environment, tmp_path_factory.mktemp("consumer") / "consumer.log")
     yield service
     service.stop()

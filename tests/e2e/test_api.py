@@ -60,14 +60,16 @@ def subscriber(redis_url: str) -> Iterator[Subscriber]:
 
 
 def add_batch(api: Service, ref: str, sku: str, qty: int, eta: str | None = None) -> None:
-    response = requests.post(f"{api.url}/add_batch",
-                             json={"ref": ref, "sku": sku, "qty": qty, "eta": eta}, timeout=10)
+    response = requests.post(
+        f"{api.url}/add_batch", json={"ref": ref, "sku": sku, "qty": qty, "eta": eta}, timeout=10
+    )
     assert response.status_code == 201, response.text
 
 
 def allocate(api: Service, orderid: str, sku: str, qty: int) -> requests.Response:
-    return requests.post(f"{api.url}/allocate",
-                         json={"orderid": orderid, "sku": sku, "qty": qty}, timeout=30)
+    return requests.post(
+        f"{api.url}/allocate", json={"orderid": orderid, "sku": sku, "qty": qty}, timeout=30
+    )
 
 
 def test_happy_path_allocates_to_the_earliest_batch_and_publishes(
@@ -88,7 +90,12 @@ def test_happy_path_allocates_to_the_earliest_batch_and_publishes(
     assert view.status_code == 200
     assert view.json() == [{"sku": sku, "batchref": early}]
     message = subscriber.wait_for("line_allocated", {"orderid": orderid})
-    assert without_envelope(message) == {"orderid": orderid, "sku": sku, "qty": 3, "batchref": early}
+    assert without_envelope(message) == {
+        "orderid": orderid,
+        "sku": sku,
+        "qty": 3,
+        "batchref": early,
+    }
     assert len(message["message_id"]) == 36
     assert message["occurred_at"].endswith("+00:00")
 
@@ -132,8 +139,9 @@ def test_repeating_an_allocation_changes_nothing(api: Service, subscriber: Subsc
 def test_a_duplicate_batch_reference_is_409(api: Service) -> None:
     ref = unique("batch")
     add_batch(api, ref, unique("sku"), 10)
-    response = requests.post(f"{api.url}/add_batch",
-                             json={"ref": ref, "sku": unique("sku"), "qty": 1}, timeout=10)
+    response = requests.post(
+        f"{api.url}/add_batch", json={"ref": ref, "sku": unique("sku"), "qty": 1}, timeout=10
+    )
     assert response.status_code == 409
     assert ref in response.json()["message"]
 
@@ -157,8 +165,9 @@ def test_a_duplicate_batch_reference_is_409(api: Service) -> None:
 def test_bad_input_gets_a_json_4xx_and_writes_nothing(
     api: Service, path: str, data: bytes, status: int
 ) -> None:
-    response = requests.post(f"{api.url}{path}", data=data,
-                             headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        f"{api.url}{path}", data=data, headers={"Content-Type": "application/json"}, timeout=10
+    )
     assert response.status_code == status, response.text
     assert set(response.json()) == {"message"}
     assert "Traceback" not in response.text
@@ -176,7 +185,8 @@ def test_sixteen_threads_cannot_oversell_one_sku(api: Service) -> None:
     assert statuses.count(202) == 50, statuses
     assert statuses.count(409) == 50, statuses
     allocated = [
-        o for o in orderids
+        o
+        for o in orderids
         if requests.get(f"{api.url}/allocations/{o}", timeout=10).status_code == 200
     ]
     assert len(allocated) == 50

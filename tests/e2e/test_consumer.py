@@ -32,9 +32,12 @@ def purchased_quantity(database_url: str, ref: str) -> int:
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            return int(connection.execute(
-                text("SELECT purchased_quantity FROM batches WHERE reference = :ref"), {"ref": ref}
-            ).scalar_one())
+            return int(
+                connection.execute(
+                    text("SELECT purchased_quantity FROM batches WHERE reference = :ref"),
+                    {"ref": ref},
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -47,8 +50,14 @@ def wait_for_quantity(database_url: str, ref: str, qty: int, timeout: float = 10
 
 
 def dead_letters(env: dict[str, str]) -> list[dict[str, object]]:
-    output = subprocess.run([ALLOCATION, "dead-letters", "list", "--json"], env=env,
-                            check=True, capture_output=True, text=True, timeout=30).stdout
+    output = subprocess.run(
+        [ALLOCATION, "dead-letters", "list", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     return [json.loads(line) for line in output.splitlines()]
 
 
@@ -76,7 +85,10 @@ def test_change_batch_quantity_reallocates_and_publishes(
         subscriber.close()
 
     assert {k: message[k] for k in ("orderid", "sku", "qty", "batchref")} == {
-        "orderid": orderid, "sku": sku, "qty": 10, "batchref": later,
+        "orderid": orderid,
+        "sku": sku,
+        "qty": 10,
+        "batchref": later,
     }
     assert set(message) >= {"message_id", "occurred_at"}
     wait_for_view(api, orderid, [{"sku": sku, "batchref": later}])
@@ -87,8 +99,12 @@ def test_bad_messages_are_dead_lettered_and_the_next_one_applies(
 ) -> None:
     ref, unknown = unique("batch"), unique("unknown")
     add_batch(api, ref, unique("sku"), 10)
-    bad = [b"{nope", json.dumps({"qty": 3}).encode(), json.dumps({"batchref": ref, "qty": "3"}).encode(),
-           json.dumps({"batchref": unknown, "qty": 3}).encode()]
+    bad = [
+        b"{nope",
+        json.dumps({"qty": 3}).encode(),
+        json.dumps({"batchref": ref, "qty": "3"}).encode(),
+        json.dumps({"batchref": unknown, "qty": 3}).encode(),
+    ]
     for payload in bad:
         publisher.publish("change_batch_quantity", payload)
     publisher.publish("change_batch_quantity", json.dumps({"batchref": ref, "qty": 3}))
@@ -108,15 +124,19 @@ def test_the_same_message_id_three_times_changes_the_batch_once(
     add_batch(api, ref, unique("sku"), 10)
     database_url = e2e_environment["DATABASE_URL"]
 
-    publisher.publish("change_batch_quantity",
-                      json.dumps({"batchref": ref, "qty": 5, "message_id": first_id}))
+    publisher.publish(
+        "change_batch_quantity", json.dumps({"batchref": ref, "qty": 5, "message_id": first_id})
+    )
     wait_for_quantity(database_url, ref, 5)
-    publisher.publish("change_batch_quantity",
-                      json.dumps({"batchref": ref, "qty": 8, "message_id": unique("msg")}))
+    publisher.publish(
+        "change_batch_quantity",
+        json.dumps({"batchref": ref, "qty": 8, "message_id": unique("msg")}),
+    )
     wait_for_quantity(database_url, ref, 8)
     for _ in range(2):  # redeliveries of the first message must not undo the second
-        publisher.publish("change_batch_quantity",
-                          json.dumps({"batchref": ref, "qty": 5, "message_id": first_id}))
+        publisher.publish(
+            "change_batch_quantity", json.dumps({"batchref": ref, "qty": 5, "message_id": first_id})
+        )
     deadline = time.monotonic() + 10
     while consumer.output().count(first_id) < 3:
         assert time.monotonic() < deadline, consumer.output()[-2000:]

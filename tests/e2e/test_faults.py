@@ -42,8 +42,9 @@ def test_allocations_made_while_redis_is_down_are_all_delivered_after_it_returns
     redis_server.stop_keep_data()
     try:
         statuses = [allocate(api, orderid, sku, 1).status_code for orderid in orderids]
-        reads = [requests.get(f"{api.url}/allocations/{o}", timeout=10).status_code
-                 for o in orderids[:3]]
+        reads = [
+            requests.get(f"{api.url}/allocations/{o}", timeout=10).status_code for o in orderids[:3]
+        ]
     finally:
         redis_server.restart()
     assert statuses == [202] * 20
@@ -72,7 +73,8 @@ def own_servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
 def fill_outbox(database_url: str, count: int) -> None:
     engine = create_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(text("""
+        connection.execute(
+            text("""
             WITH ids AS (SELECT g, gen_random_uuid()::text AS message_id
                          FROM generate_series(1, :count) AS g)
             INSERT INTO outbox (message_id, channel, sku, payload, occurred_at)
@@ -82,7 +84,9 @@ def fill_outbox(database_url: str, count: int) -> None:
                                      'occurred_at', now())::text,
                    now()
             FROM ids ORDER BY g
-        """), {"count": count})
+        """),
+            {"count": count},
+        )
     engine.dispose()
 
 
@@ -90,8 +94,9 @@ def test_a_relay_killed_mid_backlog_loses_nothing_when_restarted(
     own_servers: tuple[PostgresServer, RedisServer], tmp_path: Path
 ) -> None:
     postgres, own_redis = own_servers
-    env = service_environment(postgres.create_database("relay_fault"), own_redis.url,
-                              RELAY_BATCH_SIZE="10")
+    env = service_environment(
+        postgres.create_database("relay_fault"), own_redis.url, RELAY_BATCH_SIZE="10"
+    )
     migrate(env)
     fill_outbox(env["DATABASE_URL"], 3000)
     client = redis.Redis.from_url(own_redis.url)
@@ -140,7 +145,9 @@ def test_the_api_answers_503_while_postgres_is_down_and_recovers_by_itself(
 
         for response in [*down, read]:
             assert response.status_code == 503, response.text
-            assert response.json() == {"message": "The database is unavailable; please retry shortly"}
+            assert response.json() == {
+                "message": "The database is unavailable; please retry shortly"
+            }
             assert response.headers["Retry-After"] == "2"
         assert allocate(api, "after", sku, 1).status_code == 202
         assert requests.get(f"{api.url}/allocations/before", timeout=10).status_code == 200

@@ -18,7 +18,8 @@ def test_ready_checks_database_redis_and_migrations(api: Service) -> None:
     response = requests.get(f"{api.url}/ready", timeout=10)
     assert response.status_code == 200
     assert response.json() == {
-        "status": "ready", "checks": {"database": "ok", "migrations": "ok", "redis": "ok"},
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "redis": "ok"},
     }
 
 
@@ -30,8 +31,11 @@ def test_metrics_add_up_across_workers(api: Service) -> None:
     text = ""
     for _ in range(4):  # whichever worker answers, it reports every worker's counts
         text = requests.get(f"{api.url}/metrics", timeout=10).text
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("allocation_allocations_total"))
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("allocation_allocations_total")
+        )
         assert total >= 12
     assert "allocation_outbox_unsent" in text
     assert "allocation_http_request_seconds_bucket" in text
@@ -46,14 +50,23 @@ def test_the_openapi_description_and_docs_are_served(api: Service) -> None:
 
 def test_help_lists_every_command_and_version_prints() -> None:
     help_text = run_cli("--help").stdout
-    for command in ("migrate", "api", "consumer", "relay", "rebuild-views", "dead-letters",
-                    "outbox"):
+    for command in (
+        "migrate",
+        "api",
+        "consumer",
+        "relay",
+        "rebuild-views",
+        "dead-letters",
+        "outbox",
+    ):
         assert f"  {command} " in help_text, help_text
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("allocation, version ")
 
 
-def test_an_unreachable_database_is_one_line_and_a_nonzero_exit(e2e_environment: dict[str, str]) -> None:
+def test_an_unreachable_database_is_one_line_and_a_nonzero_exit(
+    e2e_environment: dict[str, str],
+) -> None:
     env = {**e2e_environment, "DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none"}
     result = run_cli("outbox", env=env)
     assert result.returncode == 1
@@ -68,7 +81,9 @@ def test_outbox_and_rebuild_views_report(api: Service, e2e_environment: dict[str
     outbox = run_cli("outbox", "--json", env=e2e_environment)
     assert outbox.returncode == 0, outbox.stderr
     assert set(outbox.stdout and __import__("json").loads(outbox.stdout)) == {
-        "unsent", "oldest_age_seconds"}
+        "unsent",
+        "oldest_age_seconds",
+    }
     rebuilt = run_cli("rebuild-views", env=e2e_environment)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert rebuilt.stdout.startswith("added 0, removed 0, corrected 0, unchanged ")

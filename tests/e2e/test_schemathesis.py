@@ -22,7 +22,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-MAX_EXAMPLES = 50  # per operation, for the fuzzing phase; the whole module runs in well under a minute
+MAX_EXAMPLES = (
+    50  # per operation, for the fuzzing phase; the whole module runs in well under a minute
+)
 
 # Not fuzzed: their answers are text or HTML, or describe the running process.
 NOT_FUZZED = ["/metrics", "/openapi.json", "/docs"]

@@ -28,7 +28,9 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def postgres_session_factory(postgres_engine: Engine, mappers: None) -> Iterator[sessionmaker[Session]]:
+def postgres_session_factory(
+    postgres_engine: Engine, mappers: None
+) -> Iterator[sessionmaker[Session]]:
     yield sessionmaker(bind=postgres_engine)
     tables = ", ".join(table.name for table in orm.metadata.sorted_tables)
     with postgres_engine.begin() as connection:

@@ -1,4 +1,4 @@
-"""Outbox, processed-message and dead-letter ports: one set of tests for the fakes and both databases."""
+"""Outbox, processed-message and dead-letter ports: one set of tests, fakes and databases."""
 
 from __future__ import annotations
 
@@ -25,8 +25,12 @@ from tests.fakes import FakeDeadLetters, FakeOutbox, FakeProcessedMessages
 
 
 class Ports:
-    def __init__(self, outbox: AbstractOutbox, processed: AbstractProcessedMessages,
-                 dead_letters: AbstractDeadLetters) -> None:
+    def __init__(
+        self,
+        outbox: AbstractOutbox,
+        processed: AbstractProcessedMessages,
+        dead_letters: AbstractDeadLetters,
+    ) -> None:
         self.outbox = outbox
         self.processed = processed
         self.dead_letters = dead_letters
@@ -39,8 +43,11 @@ def ports(request: pytest.FixtureRequest) -> Iterator[Ports]:
         return
     factory: sessionmaker[Session] = request.getfixturevalue(f"{request.param}_session_factory")
     with factory() as session:
-        yield Ports(SqlAlchemyOutbox(session), SqlAlchemyProcessedMessages(session),
-                    SqlAlchemyDeadLetters(session))
+        yield Ports(
+            SqlAlchemyOutbox(session),
+            SqlAlchemyProcessedMessages(session),
+            SqlAlchemyDeadLetters(session),
+        )
         session.commit()
 
 
@@ -87,7 +94,7 @@ def test_dead_letters_are_listed_until_redriven(ports: Ports) -> None:
     assert (first.payload, second.message_id) == ("{bad", "m7")
     assert first.id is not None
     ports.dead_letters.mark_redriven(first.id, now + timedelta(seconds=1))
-    assert [l.payload for l in ports.dead_letters.list()] == ["{}"]
+    assert [letter.payload for letter in ports.dead_letters.list()] == ["{}"]
     assert len(ports.dead_letters.list(include_redriven=True)) == 2
     redriven = ports.dead_letters.get(first.id)
     assert redriven is not None and redriven.redriven_at is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,8 +19,11 @@ from tests.fakes import FakeNotifications, FakePublisher
 
 
 def bus_for(factory: sessionmaker[Session]) -> bootstrap.MessageBus:
-    return bootstrap.bootstrap(Settings(), uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
-                               notifications=FakeNotifications())
+    return bootstrap.bootstrap(
+        Settings(),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
+        notifications=FakeNotifications(),
+    )
 
 
 def rows(factory: sessionmaker[Session], sql: str) -> list[tuple[object, ...]]:
@@ -33,15 +37,14 @@ def test_allocation_commits_view_row_and_outbox_message_together(
     bus = bus_for(session_factory)
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))
     bus.handle(commands.Allocate("o1", "LAMP", 2))
-    try:
+    with pytest.raises(OutOfStockError):
         bus.handle(commands.Allocate("o2", "LAMP", 20))
-    except OutOfStockError:
-        pass
     assert rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view") == [
         ("o1", "LAMP", "b1")
     ]
     assert rows(session_factory, "SELECT channel, sent_at FROM outbox ORDER BY id") == [
-        ("line_allocated", None), ("out_of_stock", None),
+        ("line_allocated", None),
+        ("out_of_stock", None),
     ]
 
 
@@ -58,7 +61,9 @@ def test_a_rolled_back_change_leaves_no_view_row_or_message(
     assert rows(session_factory, "SELECT count(*) FROM outbox") == [(0,)]
 
 
-def test_the_relay_publishes_in_order_and_marks_sent(session_factory: sessionmaker[Session]) -> None:
+def test_the_relay_publishes_in_order_and_marks_sent(
+    session_factory: sessionmaker[Session],
+) -> None:
     bus = bus_for(session_factory)
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))
     for orderid in ("o1", "o2", "o3"):
@@ -84,7 +89,9 @@ def test_rebuild_restores_exactly_the_current_allocations(
     bus.handle(commands.CreateBatch("b2", "RUG", 10))
     for orderid, sku in (("o1", "LAMP"), ("o2", "LAMP"), ("o3", "RUG"), ("o1", "RUG")):
         bus.handle(commands.Allocate(orderid, sku, 1))
-    expected = rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2")
+    expected = rows(
+        session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2"
+    )
     with session_factory() as session:
         session.execute(text("DELETE FROM allocations_view WHERE orderid = 'o1'"))
         session.execute(text("UPDATE allocations_view SET batchref = 'wrong' WHERE orderid = 'o2'"))
@@ -94,6 +101,9 @@ def test_rebuild_restores_exactly_the_current_allocations(
     report = rebuild_allocations_view(SqlAlchemyUnitOfWork(session_factory))
 
     assert (report.added, report.removed, report.corrected, report.unchanged) == (2, 1, 1, 1)
-    assert rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2") == expected
+    assert (
+        rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2")
+        == expected
+    )
     again = rebuild_allocations_view(SqlAlchemyUnitOfWork(session_factory))
     assert (again.added, again.removed, again.corrected, again.unchanged) == (0, 0, 0, 4)

@@ -29,7 +29,11 @@ def test_saves_and_loads_a_product_with_its_batches_and_allocations(
         assert loaded.version_number == 3
         assert loaded.events == []
         ship, stock = loaded.batches
-        assert (ship.reference, ship.eta, ship.available_quantity) == ("b-ship", date(2030, 1, 1), 50)
+        assert (ship.reference, ship.eta, ship.available_quantity) == (
+            "b-ship",
+            date(2030, 1, 1),
+            50,
+        )
         assert (stock.reference, stock.eta, stock.available_quantity) == ("b-stock", None, 15)
         assert stock.allocations == {model.OrderLine("o1", "SOFA", 5)}
 

@@ -17,7 +17,9 @@ from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError
 from tests.fakes import FakeNotifications
 
 
-def insert_product(session_factory: sessionmaker[Session], sku: str, *batches: tuple[str, int]) -> None:
+def insert_product(
+    session_factory: sessionmaker[Session], sku: str, *batches: tuple[str, int]
+) -> None:
     with SqlAlchemyUnitOfWork(session_factory) as uow:
         product = model.Product(sku)
         for ref, qty in batches:
@@ -55,12 +57,11 @@ def test_leaving_without_commit_rolls_back(session_factory: sessionmaker[Session
 
 def test_an_error_rolls_back(session_factory: sessionmaker[Session]) -> None:
     insert_product(session_factory, "LAMP", ("b1", 10))
-    with pytest.raises(RuntimeError):
-        with SqlAlchemyUnitOfWork(session_factory) as uow:
-            product = uow.products.get("LAMP")
-            assert product is not None
-            product.allocate(model.OrderLine("o1", "LAMP", 3))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), SqlAlchemyUnitOfWork(session_factory) as uow:
+        product = uow.products.get("LAMP")
+        assert product is not None
+        product.allocate(model.OrderLine("o1", "LAMP", 3))
+        raise RuntimeError("boom")
     assert scalar(session_factory, "SELECT count(*) FROM allocations") == 0
 
 
@@ -138,7 +139,8 @@ def test_the_same_line_sent_twice_at_once_is_allocated_once(
     factory = postgres_session_factory
     insert_product(factory, "HOT", ("b1", 10))
     bus = bootstrap.bootstrap(
-        Settings(), uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
+        Settings(),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
         notifications=FakeNotifications(),
     )
     start = threading.Barrier(2, timeout=10)

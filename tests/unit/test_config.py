@@ -11,14 +11,25 @@ def test_defaults_need_nothing_installed() -> None:
 
 
 def test_reads_every_variable() -> None:
-    settings = Settings.from_env({
-        "DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/1",
-        "SMTP_HOST": "mail", "SMTP_PORT": "2525", "LOG_LEVEL": "debug",
-        "MAX_REQUEST_BYTES": "100", "COMMIT_ATTEMPTS": "3",
-    })
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://db/x",
+            "REDIS_URL": "redis://r:6379/1",
+            "SMTP_HOST": "mail",
+            "SMTP_PORT": "2525",
+            "LOG_LEVEL": "debug",
+            "MAX_REQUEST_BYTES": "100",
+            "COMMIT_ATTEMPTS": "3",
+        }
+    )
     assert settings == Settings(
-        database_url="postgresql://db/x", redis_url="redis://r:6379/1", smtp_host="mail",
-        smtp_port=2525, log_level="DEBUG", max_request_bytes=100, commit_attempts=3,
+        database_url="postgresql://db/x",
+        redis_url="redis://r:6379/1",
+        smtp_host="mail",
+        smtp_port=2525,
+        log_level="DEBUG",
+        max_request_bytes=100,
+        commit_attempts=3,
     )
 
 

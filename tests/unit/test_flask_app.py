@@ -12,7 +12,7 @@ from allocation import bootstrap
 from allocation.config import Settings
 from allocation.entrypoints.flask_app import create_app
 from tests.conftest import FakeService
-from tests.fakes import FakeNotifications, FakePublisher
+from tests.fakes import FakeNotifications
 
 
 @pytest.fixture
@@ -106,8 +106,14 @@ def test_bad_allocate_bodies_are_400_and_name_the_problem(
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"ref": "b", "sku": "S", "qty": 1, "eta": "tomorrow"}, "eta: Input should be a valid date"),
-        ({"ref": "b", "sku": "S", "qty": 1, "eta": "2024-02-30"}, "eta: Input should be a valid date"),
+        (
+            {"ref": "b", "sku": "S", "qty": 1, "eta": "tomorrow"},
+            "eta: Input should be a valid date",
+        ),
+        (
+            {"ref": "b", "sku": "S", "qty": 1, "eta": "2024-02-30"},
+            "eta: Input should be a valid date",
+        ),
         ({"ref": "b", "sku": "S", "qty": 1, "eta": 20240101}, "eta: Input should be a valid date"),
         ({"ref": "b", "sku": "S"}, "qty: Field required"),
     ],
@@ -151,7 +157,8 @@ def test_an_unexpected_error_is_a_json_500_without_internals(
         raise RuntimeError("secret database detail")
 
     bus = bootstrap.bootstrap(
-        Settings(), uow_factory=broken_uow,  # type: ignore[arg-type]
+        Settings(),
+        uow_factory=broken_uow,  # type: ignore[arg-type]
         notifications=FakeNotifications(),
     )
     client = create_app(Settings(), bus=bus).test_client()
@@ -166,7 +173,9 @@ class TestApiToken:
     def guarded(self, fake_service: FakeService) -> FlaskClient:
         return create_app(Settings(api_token="s3cret"), bus=fake_service.bus).test_client()
 
-    def test_writes_need_the_bearer_token(self, guarded: FlaskClient, fake_service: FakeService) -> None:
+    def test_writes_need_the_bearer_token(
+        self, guarded: FlaskClient, fake_service: FakeService
+    ) -> None:
         body = {"ref": "b1", "sku": "LAMP", "qty": 1}
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             response = guarded.post("/add_batch", json=body, headers=headers)

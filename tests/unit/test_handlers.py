@@ -18,8 +18,8 @@ from allocation.domain.exceptions import (
     OutOfStockError,
     UnknownBatch,
 )
-from tests.conftest import FakeService
 from allocation.service_layer.messagebus import MessageBus
+from tests.conftest import FakeService
 from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
 
 
@@ -124,7 +124,10 @@ class TestChangeBatchQuantity:
             {"sku": "INDIFFERENT-TABLE", "batchref": "batch2"}
         ]
         assert fake_service.published("line_allocated")[-1] == {
-            "orderid": "order2", "sku": "INDIFFERENT-TABLE", "qty": 20, "batchref": "batch2",
+            "orderid": "order2",
+            "sku": "INDIFFERENT-TABLE",
+            "qty": 20,
+            "batchref": "batch2",
         }
         assert fake_service.published("line_deallocated") == [
             {"orderid": "order2", "sku": "INDIFFERENT-TABLE", "qty": 20, "batchref": "batch1"}
@@ -155,8 +158,9 @@ class TestMessageBus:
     def test_gives_up_after_the_configured_attempts(self) -> None:
         store = FakeStore(conflicts_to_raise=3)
         bus = bootstrap.bootstrap(
-            Settings(commit_attempts=3), uow_factory=lambda: FakeUnitOfWork(store),
-        notifications=FakeNotifications(),
+            Settings(commit_attempts=3),
+            uow_factory=lambda: FakeUnitOfWork(store),
+            notifications=FakeNotifications(),
         )
         with pytest.raises(ConcurrencyConflict):
             bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
@@ -166,7 +170,8 @@ class TestMessageBus:
         store = FakeStore()
         notifications = FakeNotifications()
         bus = bootstrap.bootstrap(
-            Settings(commit_attempts=1), uow_factory=lambda: FakeUnitOfWork(store),
+            Settings(commit_attempts=1),
+            uow_factory=lambda: FakeUnitOfWork(store),
             notifications=notifications,
         )
         bus.handle(commands.CreateBatch("b1", "LAMP", 1, None))
@@ -194,9 +199,8 @@ class TestMessageBus:
             command_handlers=bootstrap.COMMAND_HANDLERS,
         )
         bus.handle(commands.CreateBatch("b1", "LAMP", 1, None))
-        with caplog.at_level(logging.ERROR):
-            with pytest.raises(OutOfStockError):
-                bus.handle(commands.Allocate("o1", "LAMP", 2))
+        with caplog.at_level(logging.ERROR), pytest.raises(OutOfStockError):
+            bus.handle(commands.Allocate("o1", "LAMP", 2))
         assert handled == [events.OutOfStock("LAMP")]
         assert "mail server is down" in caplog.text
 

@@ -47,7 +47,9 @@ def test_batches_sort_warehouse_stock_first_then_by_eta() -> None:
     warehouse = Batch("in-stock", "SKU", 1, None)
     shipment_soon = Batch("soon", "SKU", 1, tomorrow)
     assert sorted([shipment_later, warehouse, shipment_soon]) == [
-        warehouse, shipment_soon, shipment_later,
+        warehouse,
+        shipment_soon,
+        shipment_later,
     ]
 
 

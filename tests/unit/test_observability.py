@@ -63,8 +63,16 @@ def test_metrics_count_requests_allocations_and_out_of_stock(client: FlaskClient
     client.post("/allocate", json={"orderid": "o2", "sku": "LAMP", "qty": 1})
     after = client.get("/metrics").get_data(as_text=True)
 
-    assert sample(after, "allocation_allocations_total") - sample(before, "allocation_allocations_total") == 1
-    assert sample(after, "allocation_out_of_stock_total") - sample(before, "allocation_out_of_stock_total") == 1
+    assert (
+        sample(after, "allocation_allocations_total")
+        - sample(before, "allocation_allocations_total")
+        == 1
+    )
+    assert (
+        sample(after, "allocation_out_of_stock_total")
+        - sample(before, "allocation_out_of_stock_total")
+        == 1
+    )
     allocate_409 = 'allocation_http_requests_total{endpoint="/allocate",method="POST",status="409"}'
     assert sample(after, allocate_409) - sample(before, allocate_409) == 1
     assert 'allocation_http_request_seconds_bucket{endpoint="/allocate"' in after
@@ -87,7 +95,7 @@ def test_the_request_log_line_carries_the_request_id(
     with caplog.at_level(logging.INFO, logger="allocation.entrypoints.flask_app"):
         client.get("/health", headers={"X-Request-ID": "req-42"})
     [record] = [r for r in caplog.records if "GET /health 200" in r.getMessage()]
-    assert getattr(record, "request_id") == "req-42"
+    assert record.request_id == "req-42"
 
 
 def test_json_log_lines_are_objects_with_the_bound_ids() -> None:

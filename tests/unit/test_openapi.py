@@ -1,4 +1,4 @@
-"""The OpenAPI description: valid, complete, the same as the validation, and its offline docs page."""
+"""The OpenAPI description: valid, complete, equal to the validation; and the offline docs."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def operations_of(app: Flask) -> set[tuple[str, str]]:
         if rule.endpoint in NOT_OPERATIONS:
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
-        found |= {(method, path) for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
+        found |= {
+            (method, path) for method in rule.methods or () if method not in ("HEAD", "OPTIONS")
+        }
     return found
 
 
@@ -73,7 +75,10 @@ def test_every_described_operation_is_served(app: Flask) -> None:
 
 
 def test_request_bodies_are_the_json_schemas_of_the_validating_models() -> None:
-    for path, model in (("/add_batch", schemas.AddBatchRequest), ("/allocate", schemas.AllocateRequest)):
+    for path, model in (
+        ("/add_batch", schemas.AddBatchRequest),
+        ("/allocate", schemas.AllocateRequest),
+    ):
         media = SPEC["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         name = media["schema"]["$ref"].removeprefix("#/components/schemas/")
         assert SPEC["components"]["schemas"][name] == model.model_json_schema()
@@ -118,9 +123,17 @@ def test_bearer_auth_is_optional_on_the_posts_only() -> None:
 
 
 def test_response_examples_are_valid_responses() -> None:
-    models = {f"#/components/schemas/{model.__name__}": model for model in (
-        responses.BatchCreated, responses.AllocationAccepted, responses.Allocations, responses.Health,
-        responses.Readiness, responses.Error)}
+    models = {
+        f"#/components/schemas/{model.__name__}": model
+        for model in (
+            responses.BatchCreated,
+            responses.AllocationAccepted,
+            responses.Allocations,
+            responses.Health,
+            responses.Readiness,
+            responses.Error,
+        )
+    }
     seen = 0
     for item in SPEC["paths"].values():
         for operation in item.values():
@@ -133,6 +146,7 @@ def test_response_examples_are_valid_responses() -> None:
 
 
 # What the app really answers, checked against the described schema for that status.
+
 
 def response_validator(path: str, method: str, status: int) -> Draft202012Validator:
     described = SPEC["paths"][path][method]["responses"][str(status)]
@@ -159,7 +173,11 @@ def test_real_responses_match_the_description(client: FlaskClient) -> None:
     allocated = client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 2})
     assert allocated.status_code == 202
     check("/allocate", "post", allocated)
-    check("/allocate", "post", client.post("/allocate", json={"orderid": "o2", "sku": "NOPE", "qty": 1}))
+    check(
+        "/allocate",
+        "post",
+        client.post("/allocate", json={"orderid": "o2", "sku": "NOPE", "qty": 1}),
+    )
     out_of_stock = client.post("/allocate", json={"orderid": "o3", "sku": "LAMP", "qty": 50})
     assert out_of_stock.status_code == 409
     check("/allocate", "post", out_of_stock)
@@ -174,6 +192,7 @@ def test_real_responses_match_the_description(client: FlaskClient) -> None:
 
 # /openapi.json and the docs page.
 
+
 def test_the_description_is_served(client: FlaskClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
@@ -187,7 +206,9 @@ class _Links(HTMLParser):
         self.urls: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.urls += [value for name, value in attrs if name in ("src", "href") and value is not None]
+        self.urls += [
+            value for name, value in attrs if name in ("src", "href") and value is not None
+        ]
 
 
 def docs_page_urls(client: FlaskClient) -> list[str]:
@@ -230,7 +251,8 @@ def test_the_docs_page_reads_our_description_and_no_online_validator(client: Fla
 
 
 @pytest.mark.parametrize(
-    "name", ["LICENSE", "oauth2-redirect.html", "nope.js", "..%2F__init__.py", "%2E%2E%2Fdist%2FVERSION"]
+    "name",
+    ["LICENSE", "oauth2-redirect.html", "nope.js", "..%2F__init__.py", "%2E%2E%2Fdist%2FVERSION"],
 )
 def test_only_the_pages_assets_are_served(client: FlaskClient, name: str) -> None:
     assert client.get(f"/docs/assets/{name}").status_code == 404

@@ -76,7 +76,9 @@ def upgrade_to_head(engine: Engine) -> None:
     """
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         config = alembic_config(connection)
         tables = inspect(connection)
         if tables.has_table(orm.products.name) and not tables.has_table("alembic_version"):

@@ -42,27 +42,43 @@ class SqlAlchemyOutbox(AbstractOutbox):
         self._notified = False
 
     def add(self, message: OutboxMessage) -> None:
-        self.session.execute(insert(orm.outbox).values(
-            message_id=message.message_id, channel=message.channel, sku=message.sku,
-            payload=json.dumps(message.payload), occurred_at=message.occurred_at,
-        ))
+        self.session.execute(
+            insert(orm.outbox).values(
+                message_id=message.message_id,
+                channel=message.channel,
+                sku=message.sku,
+                payload=json.dumps(message.payload),
+                occurred_at=message.occurred_at,
+            )
+        )
         if not self._notified and _is_postgres(self.session):
             # Delivered at commit: wakes the relay without polling.
             self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
             self._notified = True
 
     def pending(self, limit: int) -> list[OutboxMessage]:
-        if _is_postgres(self.session) and not self.session.execute(
-            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
-        ).scalar_one():
+        if (
+            _is_postgres(self.session)
+            and not self.session.execute(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
+            ).scalar_one()
+        ):
             return []
         rows = self.session.execute(
-            select(orm.outbox).where(orm.outbox.c.sent_at.is_(None))
-            .order_by(orm.outbox.c.id).limit(limit)
+            select(orm.outbox)
+            .where(orm.outbox.c.sent_at.is_(None))
+            .order_by(orm.outbox.c.id)
+            .limit(limit)
         )
         return [
-            OutboxMessage(row.message_id, row.channel, row.sku, json.loads(row.payload),
-                          _aware(row.occurred_at) or row.occurred_at, id=row.id)
+            OutboxMessage(
+                row.message_id,
+                row.channel,
+                row.sku,
+                json.loads(row.payload),
+                _aware(row.occurred_at) or row.occurred_at,
+                id=row.id,
+            )
             for row in rows
         ]
 
@@ -72,15 +88,14 @@ class SqlAlchemyOutbox(AbstractOutbox):
         )
 
     def prune(self, sent_before: datetime) -> int:
-        result = self.session.execute(
-            delete(orm.outbox).where(orm.outbox.c.sent_at < sent_before)
-        )
+        result = self.session.execute(delete(orm.outbox).where(orm.outbox.c.sent_at < sent_before))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def backlog(self) -> Backlog:
         row = self.session.execute(
-            select(func.count(), func.min(orm.outbox.c.occurred_at))
-            .where(orm.outbox.c.sent_at.is_(None))
+            select(func.count(), func.min(orm.outbox.c.occurred_at)).where(
+                orm.outbox.c.sent_at.is_(None)
+            )
         ).one()
         return Backlog(unsent=int(row[0]), oldest=_aware(row[1]))
 
@@ -97,9 +112,11 @@ class SqlAlchemyProcessedMessages(AbstractProcessedMessages):
         return found is not None
 
     def add(self, message_id: str) -> None:
-        self.session.execute(insert(orm.processed_messages).values(
-            message_id=message_id, processed_at=datetime.now(UTC)
-        ))
+        self.session.execute(
+            insert(orm.processed_messages).values(
+                message_id=message_id, processed_at=datetime.now(UTC)
+            )
+        )
 
 
 class SqlAlchemyDeadLetters(AbstractDeadLetters):
@@ -107,10 +124,15 @@ class SqlAlchemyDeadLetters(AbstractDeadLetters):
         self.session = session
 
     def add(self, letter: DeadLetter) -> None:
-        self.session.execute(insert(orm.dead_letters).values(
-            source=letter.source, payload=letter.payload, error=letter.error,
-            message_id=letter.message_id, created_at=letter.created_at,
-        ))
+        self.session.execute(
+            insert(orm.dead_letters).values(
+                source=letter.source,
+                payload=letter.payload,
+                error=letter.error,
+                message_id=letter.message_id,
+                created_at=letter.created_at,
+            )
+        )
 
     def list(self, include_redriven: bool = False) -> Sequence[DeadLetter]:
         query = select(orm.dead_letters).order_by(orm.dead_letters.c.id)
@@ -126,12 +148,20 @@ class SqlAlchemyDeadLetters(AbstractDeadLetters):
 
     def mark_redriven(self, letter_id: int, at: datetime) -> None:
         self.session.execute(
-            update(orm.dead_letters).where(orm.dead_letters.c.id == letter_id)
+            update(orm.dead_letters)
+            .where(orm.dead_letters.c.id == letter_id)
             .values(redriven_at=at)
         )
 
     @staticmethod
     def _letter(row: object) -> DeadLetter:
         m = row._mapping  # type: ignore[attr-defined]
-        return DeadLetter(m["id"], m["source"], m["payload"], m["error"], m["message_id"],
-                          _aware(m["created_at"]) or m["created_at"], _aware(m["redriven_at"]))
+        return DeadLetter(
+            m["id"],
+            m["source"],
+            m["payload"],
+            m["error"],
+            m["message_id"],
+            _aware(m["created_at"]) or m["created_at"],
+            _aware(m["redriven_at"]),
+        )

@@ -26,7 +26,9 @@ REQUESTS = Counter(
     "allocation_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
 )
 LATENCY = Histogram(
-    "allocation_http_request_seconds", "Time to answer an HTTP request", ["endpoint", "method"],
+    "allocation_http_request_seconds",
+    "Time to answer an HTTP request",
+    ["endpoint", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 ALLOCATIONS = Counter("allocation_allocations_total", "Order lines allocated (reallocations too)")
@@ -34,14 +36,18 @@ OUT_OF_STOCK = Counter("allocation_out_of_stock_total", "Order lines that found 
 CONCURRENCY_RETRIES = Counter(
     "allocation_concurrency_retries_total", "Handlers run again after losing a concurrency race"
 )
-OUTBOX_UNSENT = Gauge("allocation_outbox_unsent", "Outbox messages not yet published",
-                      multiprocess_mode="mostrecent")
-OUTBOX_OLDEST_AGE = Gauge("allocation_outbox_oldest_age_seconds",
-                          "Age of the oldest unpublished outbox message",
-                          multiprocess_mode="mostrecent")
+OUTBOX_UNSENT = Gauge(
+    "allocation_outbox_unsent", "Outbox messages not yet published", multiprocess_mode="mostrecent"
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "allocation_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox message",
+    multiprocess_mode="mostrecent",
+)
 RELAY_PUBLISHED = Counter("allocation_relay_published_total", "Outbox messages published")
 CONSUMER_MESSAGES = Counter(
-    "allocation_consumer_messages_total", "Inbound messages by outcome",
+    "allocation_consumer_messages_total",
+    "Inbound messages by outcome",
     ["outcome"],  # applied, duplicate, dead-lettered, retry later
 )
 

@@ -82,8 +82,10 @@ outbox = Table(
 )
 # The relay's question, "oldest unsent first", answered from a small index.
 Index(
-    "ix_outbox_unsent", outbox.c.id,
-    postgresql_where=outbox.c.sent_at.is_(None), sqlite_where=outbox.c.sent_at.is_(None),
+    "ix_outbox_unsent",
+    outbox.c.id,
+    postgresql_where=outbox.c.sent_at.is_(None),
+    sqlite_where=outbox.c.sent_at.is_(None),
 )
 Index("ix_outbox_sent_at", outbox.c.sent_at)
 
@@ -118,7 +120,9 @@ def start_mappers() -> None:
         properties={
             "_purchased_quantity": batches.c.purchased_quantity,
             "_allocations": relationship(
-                model.OrderLine, collection_class=set, lazy="selectin",
+                model.OrderLine,
+                collection_class=set,
+                lazy="selectin",
                 cascade="all, delete-orphan",
             ),
         },

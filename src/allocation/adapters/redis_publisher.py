@@ -40,5 +40,8 @@ class RedisPublisher(AbstractPublisher):
 
 class LoggingPublisher(AbstractPublisher):
     def publish(self, channel: str, payload: Mapping[str, Any]) -> None:
-        logger.info("event on %s (REDIS_URL not set, not published): %s", channel,
-                    json.dumps(payload, default=str))
+        logger.info(
+            "event on %s (REDIS_URL not set, not published): %s",
+            channel,
+            json.dumps(payload, default=str),
+        )

@@ -34,9 +34,9 @@ class SqlAlchemyRepository(AbstractRepository):
         return self.session.scalars(query).first()
 
     def allocation_rows(self) -> set[AllocationRow]:
-        query = select(orm.allocations.c.orderid, orm.allocations.c.sku, orm.batches.c.reference).join(
-            orm.batches, orm.batches.c.id == orm.allocations.c.batch_id
-        )
+        query = select(
+            orm.allocations.c.orderid, orm.allocations.c.sku, orm.batches.c.reference
+        ).join(orm.batches, orm.batches.c.id == orm.allocations.c.batch_id)
         return {(row[0], row[1], row[2]) for row in self.session.execute(query)}
 
 
@@ -57,7 +57,9 @@ class SqlAlchemyAllocationsView(AbstractAllocationsView):
     def for_order(self, orderid: str) -> list[dict[str, str]]:
         view = orm.allocations_view
         rows = self.session.execute(
-            select(view.c.sku, view.c.batchref).where(view.c.orderid == orderid).order_by(view.c.sku)
+            select(view.c.sku, view.c.batchref)
+            .where(view.c.orderid == orderid)
+            .order_by(view.c.sku)
         )
         return [{"sku": row.sku, "batchref": row.batchref} for row in rows]
 

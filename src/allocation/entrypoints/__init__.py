@@ -1,1 +1,1 @@
-"""Entrypoints: the thin edges (HTTP, Redis consumer, command line) that parse input and call the bus."""
+"""Entrypoints: the thin edges (HTTP, Redis, command line) that parse input and call the bus."""

@@ -82,10 +82,20 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5005, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="gunicorn worker processes (one per core is a good start).")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256),
-              help="Threads per worker.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="gunicorn worker processes (one per core is a good start).",
+)
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Threads per worker.",
+)
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn."""
     from allocation.entrypoints.server import serve
@@ -94,7 +104,9 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 
 _metrics_port = click.option(
-    "--metrics-port", type=click.IntRange(1, 65535), default=None,
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
     help="Serve Prometheus metrics of this process on this port.",
 )
 
@@ -111,13 +123,14 @@ def _serve_metrics(port: int | None) -> None:
 def consumer(metrics_port: int | None) -> None:
     """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
     from allocation import bootstrap
-
     from allocation.entrypoints import redis_consumer
 
     settings = _settings()
     _serve_metrics(metrics_port)
     if settings.redis_url is None:
-        raise click.UsageError("the consumer needs Redis: set REDIS_URL, e.g. redis://localhost:6379/0")
+        raise click.UsageError(
+            "the consumer needs Redis: set REDIS_URL, e.g. redis://localhost:6379/0"
+        )
     bus = bootstrap.bootstrap(settings)
     stop = _stop_on_signals()
     redis_consumer.run(bus, bootstrap.make_redis(settings.redis_url), settings, stop)
@@ -129,7 +142,6 @@ def consumer(metrics_port: int | None) -> None:
 def relay(metrics_port: int | None) -> None:
     """Publish committed events from the outbox to Redis (logs them without REDIS_URL)."""
     from allocation import bootstrap
-
     from allocation.entrypoints import relay as outbox_relay
 
     settings = _settings()
@@ -146,7 +158,6 @@ def relay(metrics_port: int | None) -> None:
 def outbox(as_json: bool) -> None:
     """Show the outbox backlog: unsent messages and the age of the oldest."""
     from allocation import bootstrap
-
     from allocation.service_layer import relay as outbox_relay
 
     backlog = outbox_relay.backlog(bootstrap.bootstrap(_settings()).uow_factory())
@@ -171,21 +182,31 @@ def dead_letters_group() -> None:
 def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
     """List dead letters, oldest first."""
     from allocation import bootstrap
-
     from allocation.service_layer import dead_letters
 
     letters = dead_letters.listing(bootstrap.bootstrap(_settings()).uow_factory(), include_redriven)
     for letter in letters:
         if as_json:
-            click.echo(json.dumps({
-                "id": letter.id, "source": letter.source, "payload": letter.payload,
-                "error": letter.error, "message_id": letter.message_id,
-                "created_at": letter.created_at.isoformat(),
-                "redriven_at": letter.redriven_at.isoformat() if letter.redriven_at else None,
-            }))
+            click.echo(
+                json.dumps(
+                    {
+                        "id": letter.id,
+                        "source": letter.source,
+                        "payload": letter.payload,
+                        "error": letter.error,
+                        "message_id": letter.message_id,
+                        "created_at": letter.created_at.isoformat(),
+                        "redriven_at": letter.redriven_at.isoformat()
+                        if letter.redriven_at
+                        else None,
+                    }
+                )
+            )
         else:
-            click.echo(f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.source}\t"
-                       f"{letter.payload!r}\t{letter.error}")
+            click.echo(
+                f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.source}\t"
+                f"{letter.payload!r}\t{letter.error}"
+            )
 
 
 @dead_letters_group.command("redrive")
@@ -194,7 +215,6 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
 def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
     from allocation import bootstrap
-
     from allocation.entrypoints.redis_consumer import Rejected, apply
     from allocation.service_layer import dead_letters
 
@@ -217,9 +237,10 @@ def dead_letters_redrive(letter_id: int) -> None:
 def rebuild_views() -> None:
     """Rebuild allocations_view from the current allocations, in one transaction."""
     from allocation import bootstrap
-
     from allocation.service_layer.read_model import rebuild_allocations_view
 
     report = rebuild_allocations_view(bootstrap.bootstrap(_settings()).uow_factory())
-    click.echo(f"added {report.added}, removed {report.removed}, corrected {report.corrected}, "
-               f"unchanged {report.unchanged}")
+    click.echo(
+        f"added {report.added}, removed {report.removed}, corrected {report.corrected}, "
+        f"unchanged {report.unchanged}"
+    )

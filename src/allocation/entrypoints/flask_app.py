@@ -114,8 +114,9 @@ def _observe_requests(app: Flask) -> None:
         metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
         metrics.LATENCY.labels(endpoint, request.method).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        logger.info("%s %s %d %.1fms", request.method, request.path, response.status_code,
-                    elapsed * 1000)
+        logger.info(
+            "%s %s %d %.1fms", request.method, request.path, response.status_code, elapsed * 1000
+        )
         return response
 
     @app.teardown_request

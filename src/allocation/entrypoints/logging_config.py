@@ -53,8 +53,13 @@ def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {"context": {"()": ContextFilter}},
         "formatters": {"default": formatter_spec},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default",
-                                 "filters": ["context"]}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["context"],
+            }
+        },
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
@@ -68,7 +73,22 @@ def json_formatter() -> logging.Formatter:
 
 
 _STANDARD_ATTRIBUTES = [
-    "args", "created", "exc_info", "exc_text", "filename", "funcName", "levelno", "lineno",
-    "module", "msecs", "msg", "pathname", "processName", "relativeCreated", "stack_info",
-    "thread", "threadName", "taskName",
+    "args",
+    "created",
+    "exc_info",
+    "exc_text",
+    "filename",
+    "funcName",
+    "levelno",
+    "lineno",
+    "module",
+    "msecs",
+    "msg",
+    "pathname",
+    "processName",
+    "relativeCreated",
+    "stack_info",
+    "thread",
+    "threadName",
+    "taskName",
 ]

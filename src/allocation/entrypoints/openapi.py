@@ -60,7 +60,13 @@ _TOKEN_NOTE = (
 
 # Served from the package's Swagger UI distribution under /docs/assets/.
 _VENDOR_ASSETS = frozenset(
-    {"swagger-ui.css", "swagger-ui-bundle.js", "index.css", "favicon-32x32.png", "favicon-16x16.png"}
+    {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "index.css",
+        "favicon-32x32.png",
+        "favicon-16x16.png",
+    }
 )
 _INITIALIZER = "swagger-initializer.js"
 
@@ -87,21 +93,39 @@ def build_spec() -> dict[str, Any]:
         return {"application/json": media}
 
     def error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-        described: dict[str, Any] = {"description": description, "content": json_body(responses.Error)}
+        described: dict[str, Any] = {
+            "description": description,
+            "content": json_body(responses.Error),
+        }
         if headers:
             described["headers"] = headers
         return described
 
-    too_large = error("The body is larger than the server's `MAX_REQUEST_BYTES` (64 KiB by default).")
+    too_large = error(
+        "The body is larger than the server's `MAX_REQUEST_BYTES` (64 KiB by default)."
+    )
     unauthorized = error(
         "The server has `API_TOKEN` set and the request does not carry it as a bearer token.",
-        {"WWW-Authenticate": {"description": "The scheme to use: `Bearer`.", "schema": {"type": "string"}}},
+        {
+            "WWW-Authenticate": {
+                "description": "The scheme to use: `Bearer`.",
+                "schema": {"type": "string"},
+            }
+        },
     )
     unavailable = error(
         "A service the API depends on (the database) is unavailable; retry later.",
-        {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}},
+        {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "string"},
+            }
+        },
     )
-    bad_body = "Invalid input; the message names every problem, e.g. `qty: Input should be greater than 0`."
+    bad_body = (
+        "Invalid input; the message names every problem, "
+        "e.g. `qty: Input should be greater than 0`."
+    )
 
     paths: dict[str, Any] = {
         "/add_batch": {
@@ -109,7 +133,8 @@ def build_spec() -> dict[str, Any]:
                 "operationId": "addBatch",
                 "tags": ["allocation"],
                 "summary": "Add a batch of stock",
-                "description": "A batch arrives: `eta` null (or absent) for warehouse stock." + _TOKEN_NOTE,
+                "description": "A batch arrives: `eta` null (or absent) for warehouse stock."
+                + _TOKEN_NOTE,
                 "security": [{"bearerAuth": []}, {}],
                 "requestBody": {
                     "required": True,
@@ -145,7 +170,8 @@ def build_spec() -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": json_body(
-                        schemas.AllocateRequest, {"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2}
+                        schemas.AllocateRequest,
+                        {"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2},
                     ),
                 },
                 "responses": {
@@ -158,7 +184,9 @@ def build_spec() -> dict[str, Any]:
                                 "schema": {"type": "string"},
                             }
                         },
-                        "content": json_body(responses.AllocationAccepted, {"batchref": "batch-001"}),
+                        "content": json_body(
+                            responses.AllocationAccepted, {"batchref": "batch-001"}
+                        ),
                     },
                     "400": error(bad_body + " Also `Invalid sku <sku>` when no batch has the SKU."),
                     "401": unauthorized,
@@ -181,7 +209,7 @@ def build_spec() -> dict[str, Any]:
                         "name": "orderid",
                         "in": "path",
                         "required": True,
-                        "description": "The order id, percent-encoded (it may contain `/` as `%2F`).",
+                        "description": "The order id, percent-encoded (`/` as `%2F`).",
                         "schema": TypeAdapter(schemas.Name).json_schema(),
                         "example": "order-1",
                     }
@@ -193,7 +221,9 @@ def build_spec() -> dict[str, Any]:
                             responses.Allocations, [{"sku": "SMALL-TABLE", "batchref": "batch-001"}]
                         ),
                     },
-                    "400": error("The order id is not valid (empty, too long, or has control characters)."),
+                    "400": error(
+                        "The order id is not valid (empty, too long, or has control characters)."
+                    ),
                     "404": error("The order has no allocations."),
                     "503": unavailable,
                 },
@@ -205,7 +235,10 @@ def build_spec() -> dict[str, Any]:
                 "tags": ["operations"],
                 "summary": "Liveness: the process answers",
                 "responses": {
-                    "200": {"description": "Alive.", "content": json_body(responses.Health, {"status": "ok"})}
+                    "200": {
+                        "description": "Alive.",
+                        "content": json_body(responses.Health, {"status": "ok"}),
+                    }
                 },
             }
         },
@@ -219,8 +252,10 @@ def build_spec() -> dict[str, Any]:
                         "description": "Ready to serve.",
                         "content": json_body(
                             responses.Readiness,
-                            {"status": "ready",
-                             "checks": {"database": "ok", "redis": "ok", "migrations": "ok"}},
+                            {
+                                "status": "ready",
+                                "checks": {"database": "ok", "redis": "ok", "migrations": "ok"},
+                            },
                         ),
                     },
                     "503": {
@@ -275,7 +310,10 @@ def build_spec() -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {"title": TITLE, "version": _version(), "description": DESCRIPTION},
         "tags": [
-            {"name": "allocation", "description": "Batches of stock and the order lines allocated to them."},
+            {
+                "name": "allocation",
+                "description": "Batches of stock and the order lines allocated to them.",
+            },
             {"name": "operations", "description": "Health, readiness and metrics."},
             {"name": "docs", "description": "This description."},
         ],
@@ -334,7 +372,9 @@ def register_docs(app: Flask) -> None:
     @app.get("/docs/assets/<name>", endpoint="docs_asset")
     def docs_asset(name: str) -> Response:
         if name == _INITIALIZER:
-            return app.response_class(_initializer(url_for("openapi_json")), mimetype="text/javascript")
+            return app.response_class(
+                _initializer(url_for("openapi_json")), mimetype="text/javascript"
+            )
         if name not in _VENDOR_ASSETS:
             abort(404)
         return send_from_directory(vendor, name)

@@ -91,18 +91,28 @@ class Processor:
                 return self._dead_letter(data, source, str(rejected), fallback_id)
             except Exception as failure:  # retried, then dead-lettered below
                 error = failure
-                logger.warning("attempt %d/%d of %s message %r failed: %s",
-                               attempt, self._attempts, source, data, failure)
+                logger.warning(
+                    "attempt %d/%d of %s message %r failed: %s",
+                    attempt,
+                    self._attempts,
+                    source,
+                    data,
+                    failure,
+                )
                 if self._stop.wait(min(0.1 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)):
                     return Outcome.RETRY_LATER
                 continue
-            logger.info("%s %s message %r", "applied" if applied else "skipped duplicate",
-                        source, data)
+            logger.info(
+                "%s %s message %r", "applied" if applied else "skipped duplicate", source, data
+            )
             return Outcome.APPLIED if applied else Outcome.DUPLICATE
-        return self._dead_letter(data, source, f"failed {self._attempts} times: {error}",
-                                 fallback_id)
+        return self._dead_letter(
+            data, source, f"failed {self._attempts} times: {error}", fallback_id
+        )
 
-    def _dead_letter(self, data: bytes, source: str, reason: str, message_id: str | None) -> Outcome:
+    def _dead_letter(
+        self, data: bytes, source: str, reason: str, message_id: str | None
+    ) -> Outcome:
         payload = data.decode("utf-8", errors="replace")
         try:
             dead_letters.record(self._bus.uow_factory(), source, payload, reason, message_id)
@@ -130,8 +140,9 @@ def run(bus: MessageBus, client: redis.Redis, settings: Settings, stop: threadin
         lambda: _consume_channel(client, processor, stop),
         lambda: _consume_stream(client, processor, settings, name, stop),
     ]
-    threads = [threading.Thread(target=_reconnecting, args=(loop, stop), daemon=True)
-               for loop in loops]
+    threads = [
+        threading.Thread(target=_reconnecting, args=(loop, stop), daemon=True) for loop in loops
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -164,7 +175,10 @@ def _consume_channel(client: redis.Redis, processor: Processor, stop: threading.
 
 
 def _consume_stream(
-    client: redis.Redis, processor: Processor, settings: Settings, name: str,
+    client: redis.Redis,
+    processor: Processor,
+    settings: Settings,
+    name: str,
     stop: threading.Event,
 ) -> None:
     _ensure_group(client)
@@ -172,8 +186,9 @@ def _consume_stream(
     # First whatever this consumer name left pending before a restart.
     _process_entries(client, processor, _read(client, name, "0"))
     while not stop.is_set():
-        claimed: Any = client.xautoclaim(STREAM, GROUP, name, settings.consumer_claim_idle_ms,
-                                         start_id="0-0", count=10)
+        claimed: Any = client.xautoclaim(
+            STREAM, GROUP, name, settings.consumer_claim_idle_ms, start_id="0-0", count=10
+        )
         _process_entries(client, processor, claimed[1])
         _process_entries(client, processor, _read(client, name, ">", block_ms=1000))
 

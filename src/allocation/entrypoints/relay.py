@@ -45,8 +45,9 @@ def run(
                 _prune(settings, uow_factory)
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         except InfrastructureUnavailable as error:
-            logger.warning("%s (%s); retrying in %.2fs", error, getattr(error, "detail", ""),
-                           backoff)
+            logger.warning(
+                "%s (%s); retrying in %.2fs", error, getattr(error, "detail", ""), backoff
+            )
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
@@ -78,5 +79,6 @@ def _relay_batch(
 def _prune(settings: Settings, uow_factory: UnitOfWorkFactory) -> None:
     pruned = relay.prune_sent(uow_factory(), timedelta(hours=settings.outbox_retention_hours))
     if pruned:
-        logger.info("pruned %d sent message(s) older than %dh", pruned,
-                    settings.outbox_retention_hours)
+        logger.info(
+            "pruned %d sent message(s) older than %dh", pruned, settings.outbox_retention_hours
+        )

@@ -88,7 +88,10 @@ def describe(error: ValidationError, field: str = "") -> str:
         if detail["type"] == "string_pattern_mismatch":
             message = "String should not contain control characters"
         if detail["type"] == "json_invalid":
-            where, message = "", f"Body is not valid JSON ({message.removeprefix('Invalid JSON: ')})"
+            where, message = (
+                "",
+                f"Body is not valid JSON ({message.removeprefix('Invalid JSON: ')})",
+            )
         if detail["type"] == "model_type":
             message = "Body should be a JSON object"
         problems.append(f"{where}: {message}" if where else message)

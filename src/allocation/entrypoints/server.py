@@ -42,15 +42,18 @@ def _worker_exited(_server: Any, worker: Any) -> None:
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     metrics_dir = _metrics_directory()
     if "prometheus_client" in sys.modules and metrics_dir is not None:
-        raise RuntimeError("prometheus_client was imported before its multiprocess directory was set")
+        raise RuntimeError(
+            "prometheus_client was imported before its multiprocess directory was set"
+        )
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",
         "loglevel": settings.log_level.lower(),
-        "logconfig_dict": logging_config.gunicorn_logconfig(settings.log_level,
-                                                            settings.log_format),
+        "logconfig_dict": logging_config.gunicorn_logconfig(
+            settings.log_level, settings.log_format
+        ),
         "graceful_timeout": 10,
         "child_exit": _worker_exited,
     }

@@ -1,1 +1,1 @@
-"""Use cases: command and event handlers, the message bus, the Unit of Work and the ports they need."""
+"""Use cases: handlers, the message bus, the Unit of Work and the ports they need."""

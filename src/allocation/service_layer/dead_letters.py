@@ -33,5 +33,3 @@ def mark_redriven(uow: AbstractUnitOfWork, letter_id: int) -> None:
     with uow:
         uow.dead_letters.mark_redriven(letter_id, datetime.now(UTC))
         uow.commit()
-
-

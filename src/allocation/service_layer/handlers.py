@@ -16,6 +16,7 @@ from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 logger = logging.getLogger(__name__)
 
+
 def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
     with uow:
         if uow.products.get_by_batchref(cmd.ref) is not None:

@@ -92,7 +92,10 @@ class MessageBus:
                 self._on_retry()
             logger.info(
                 "concurrency conflict in %s for %r, attempt %d of %d",
-                _name(handler), message, state.attempt_number, self._max_attempts,
+                _name(handler),
+                message,
+                state.attempt_number,
+                self._max_attempts,
             )
 
         return Retrying(

@@ -82,7 +82,7 @@ class AbstractOutbox(abc.ABC):
 
     @abc.abstractmethod
     def pending(self, limit: int) -> list[OutboxMessage]:
-        """The oldest unsent messages in commit order; empty while another relay holds the outbox."""
+        """The oldest unsent messages in commit order; none while another relay holds them."""
 
     @abc.abstractmethod
     def mark_sent(self, ids: Sequence[int]) -> None: ...

@@ -54,7 +54,9 @@ def run_migrations_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError('pass a connection in config.attributes["connection"] or set sqlalchemy.url')
+        raise RuntimeError(
+            'pass a connection in config.attributes["connection"] or set sqlalchemy.url'
+        )
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
