@@ -22,7 +22,7 @@ def mappers() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     engine = database.make_engine(postgres_url)
-    database.create_schema(engine)
+    orm.metadata.create_all(engine)
     yield engine
     engine.dispose()
 
@@ -40,7 +40,7 @@ def postgres_session_factory(
 @pytest.fixture
 def sqlite_session_factory(tmp_path: Path, mappers: None) -> Iterator[sessionmaker[Session]]:
     engine = database.make_engine(f"sqlite:///{tmp_path / 'allocation.sqlite3'}")
-    database.create_schema(engine)
+    orm.metadata.create_all(engine)
     yield sessionmaker(bind=engine)
     engine.dispose()
 

@@ -100,12 +100,3 @@ def head_revision() -> str:
     if head is None:
         raise RuntimeError(f"no migrations in {MIGRATIONS_DIRECTORY}")
     return head
-
-
-def create_schema(engine: Engine) -> None:
-    """Creates the tables straight from the metadata, bypassing Alembic: for tests only.
-
-    The service's databases are migrated with upgrade_to_head; the migration
-    tests check that both ways make the same schema.
-    """
-    orm.metadata.create_all(engine, checkfirst=True)
