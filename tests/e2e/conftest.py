@@ -37,18 +37,21 @@ class Service:
                 [ALLOCATION, *self.args], env=self.env, stdout=output, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
-        while not self._ready(ready, offset):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.args} did not start:\n{self.output()[-3000:]}")
-            time.sleep(0.05)
+        try:
+            while not self._ready(ready, offset):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.args} did not start:\n{self.output()[-3000:]}")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self, ready: str | None, offset: int) -> bool:
         if self.url:
             try:
-                return requests.get(f"{self.url}/health", timeout=1).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+            except requests.RequestException:  # not listening yet, or busy booting
                 return False
         return ready is None or ready in self.log.read_bytes()[offset:].decode(errors="replace")
 
