@@ -126,7 +126,7 @@ def relay(
 ) -> Iterator[Service]:
     service = start_relay(e2e_environment, tmp_path_factory.mktemp("relay") / "relay.log")
     yield service
-    service.stop()
+    assert service.stop() == 0, f"{service.args} did not exit cleanly:\n{service.output()[-2000:]}"
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +135,7 @@ def api(
 ) -> Iterator[Service]:
     service = start_api(e2e_environment, tmp_path_factory.mktemp("api") / "api.log")
     yield service
-    service.stop()
+    assert service.stop() == 0, f"{service.args} did not exit cleanly:\n{service.output()[-2000:]}"
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +144,7 @@ def consumer(
 ) -> Iterator[Service]:
     service = start_consumer(e2e_environment, tmp_path_factory.mktemp("consumer") / "consumer.log")
     yield service
-    service.stop()
+    assert service.stop() == 0, f"{service.args} did not exit cleanly:\n{service.output()[-2000:]}"
 
 
 def unique(prefix: str) -> str:

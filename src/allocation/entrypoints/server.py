@@ -34,9 +34,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:
-    from allocation.adapters import metrics
+    """In the master: only tell prometheus_client the worker's live gauges are gone;
+    the master itself defines no metrics."""
+    from prometheus_client import multiprocess
 
-    metrics.worker_exited(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
