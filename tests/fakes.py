@@ -49,7 +49,7 @@ class FakeRepository(AbstractRepository):
     def _add(self, product: model.Product) -> None:
         self._products[product.sku] = product
 
-    def _get(self, sku: str) -> model.Product | None:
+    def _get(self, sku: str, orderid: str | None) -> model.Product | None:
         return self._products.get(sku)
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:

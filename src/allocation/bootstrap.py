@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import redis
 from sqlalchemy import Engine
-from sqlalchemy.orm import sessionmaker
 
 from allocation.adapters import database, metrics, orm
 from allocation.adapters.health import ReadinessProbe
@@ -86,7 +85,7 @@ def make_engine(settings: Settings) -> Engine:
 
 def sqlalchemy_uow_factory(engine: Engine) -> Callable[[], SqlAlchemyUnitOfWork]:
     orm.start_mappers()
-    return functools.partial(SqlAlchemyUnitOfWork, sessionmaker(bind=engine))
+    return functools.partial(SqlAlchemyUnitOfWork, database.session_factory(engine))
 
 
 def relay_parts(

@@ -31,7 +31,7 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 def postgres_session_factory(
     postgres_engine: Engine, mappers: None
 ) -> Iterator[sessionmaker[Session]]:
-    yield sessionmaker(bind=postgres_engine)
+    yield database.session_factory(postgres_engine)
     tables = ", ".join(table.name for table in orm.metadata.sorted_tables)
     with postgres_engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -41,7 +41,7 @@ def postgres_session_factory(
 def sqlite_session_factory(tmp_path: Path, mappers: None) -> Iterator[sessionmaker[Session]]:
     engine = database.make_engine(f"sqlite:///{tmp_path / 'allocation.sqlite3'}")
     orm.metadata.create_all(engine)
-    yield sessionmaker(bind=engine)
+    yield database.session_factory(engine)
     engine.dispose()
 
 

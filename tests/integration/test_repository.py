@@ -75,3 +75,62 @@ def test_deallocation_deletes_the_allocation_row(session_factory: sessionmaker[S
         assert rows == []
         purchased = session.execute(text("SELECT purchased_quantity FROM batches")).scalar_one()
         assert purchased == 5
+
+
+def product_with_lines(session_factory: sessionmaker[Session], count: int) -> None:
+    with session_factory() as session:
+        product = model.Product("BUSY")
+        product.add_batch(model.Batch("busy-1", "BUSY", count + 10))
+        for i in range(count):
+            product.allocate(model.OrderLine(f"o{i}", "BUSY", 1))
+        SqlAlchemyRepository(session).add(product)
+        session.commit()
+
+
+def lines_in_memory(session: Session) -> list[model.OrderLine]:
+    return [obj for obj in session.identity_map.values() if isinstance(obj, model.OrderLine)]
+
+
+def test_the_allocate_path_loads_only_the_orders_own_lines(
+    session_factory: sessionmaker[Session],
+) -> None:
+    product_with_lines(session_factory, 300)
+
+    with session_factory() as session:
+        product = SqlAlchemyRepository(session).get("BUSY", orderid="new-order")
+        assert product is not None
+        assert lines_in_memory(session) == []  # none of the 300 other lines was read
+        assert product.allocate(model.OrderLine("new-order", "BUSY", 4)) == "busy-1"
+        session.flush()
+        assert lines_in_memory(session) == [model.OrderLine("new-order", "BUSY", 4)]
+        session.commit()
+
+    with session_factory() as session:
+        product = SqlAlchemyRepository(session).get("BUSY", orderid="o7")
+        assert product is not None
+        assert lines_in_memory(session) == [model.OrderLine("o7", "BUSY", 1)]
+        [batch] = product.batches
+        assert (batch.allocated_quantity, batch.available_quantity) == (304, 6)
+        version = product.version_number
+        assert product.allocate(model.OrderLine("o7", "BUSY", 1)) == "busy-1"  # a repeat
+        assert product.version_number == version
+
+
+def test_shrinking_a_batch_reads_its_lines_and_keeps_the_count(
+    session_factory: sessionmaker[Session],
+) -> None:
+    product_with_lines(session_factory, 20)
+    with session_factory() as session:
+        product = SqlAlchemyRepository(session).get_by_batchref("busy-1")
+        assert product is not None
+        product.change_batch_quantity("busy-1", 15)
+        session.commit()
+
+    with session_factory() as session:
+        counted, summed = session.execute(
+            text(
+                "SELECT b.allocated_quantity, (SELECT sum(qty) FROM allocations a"
+                " WHERE a.batch_id = b.id) FROM batches b"
+            )
+        ).one()
+        assert counted == summed == 15

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from allocation.adapters import orm
 
@@ -44,6 +45,12 @@ def make_engine(database_url: str) -> Engine:
         max_overflow=10,
         isolation_level="READ COMMITTED",
     )
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions flush only on commit: a lazy load in the middle of a change must not
+    write half of it (a line moving between batches would be deleted, not moved)."""
+    return sessionmaker(bind=engine, autoflush=False)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -42,6 +42,7 @@ batches = Table(
     Column("reference", String(NAME_LENGTH), nullable=False, unique=True),
     Column("sku", ForeignKey("products.sku"), nullable=False, index=True),
     Column("purchased_quantity", Integer, nullable=False),
+    Column("allocated_quantity", Integer, nullable=False, server_default="0"),
     Column("eta", Date, nullable=True),
 )
 
@@ -119,10 +120,13 @@ def start_mappers() -> None:
         batches,
         properties={
             "_purchased_quantity": batches.c.purchased_quantity,
+            "_allocated_quantity": batches.c.allocated_quantity,
+            # Lazy: a batch's lines are read only when the model touches them (to
+            # deallocate); the allocate path preloads just one order's lines.
             "_allocations": relationship(
                 model.OrderLine,
                 collection_class=set,
-                lazy="selectin",
+                lazy="select",
                 cascade="all, delete-orphan",
             ),
         },

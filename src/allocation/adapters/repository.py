@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, class_mapper, selectinload
+from sqlalchemy.orm.interfaces import ORMOption
 
 from allocation.adapters import orm
 from allocation.domain import model
@@ -22,14 +23,18 @@ class SqlAlchemyRepository(AbstractRepository):
     def _add(self, product: model.Product) -> None:
         self.session.add(product)
 
-    def _get(self, sku: str) -> model.Product | None:
-        return self.session.scalars(select(model.Product).filter_by(sku=sku)).first()
+    def _get(self, sku: str, orderid: str | None) -> model.Product | None:
+        query = select(model.Product).filter_by(sku=sku)
+        if orderid is not None:
+            query = query.options(_lines_of_order(orderid))
+        return self.session.scalars(query).first()
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
         query = (
             select(model.Product)
             .join(orm.batches, orm.batches.c.sku == orm.products.c.sku)
             .where(orm.batches.c.reference == ref)
+            .options(_all_lines())
         )
         return self.session.scalars(query).first()
 
@@ -38,6 +43,23 @@ class SqlAlchemyRepository(AbstractRepository):
             orm.allocations.c.orderid, orm.allocations.c.sku, orm.batches.c.reference
         ).join(orm.batches, orm.batches.c.id == orm.allocations.c.batch_id)
         return {(row[0], row[1], row[2]) for row in self.session.execute(query)}
+
+
+def _all_lines() -> ORMOption:
+    """Every line of every batch: a batch that shrinks hands its lines to the others."""
+    product_batches = class_mapper(model.Product).relationships["batches"].class_attribute
+    batch_lines = class_mapper(model.Batch).relationships["_allocations"].class_attribute
+    return selectinload(product_batches).selectinload(batch_lines)
+
+
+def _lines_of_order(orderid: str) -> ORMOption:
+    """Loads each batch's lines of this one order: the collection then counts as
+    loaded, so the model's look at it reads no other order's lines."""
+    product_batches = class_mapper(model.Product).relationships["batches"].class_attribute
+    batch_lines = class_mapper(model.Batch).relationships["_allocations"].class_attribute
+    return selectinload(product_batches).selectinload(
+        batch_lines.and_(orm.allocations.c.orderid == orderid)
+    )
 
 
 class SqlAlchemyAllocationsView(AbstractAllocationsView):

@@ -30,6 +30,9 @@ class Batch:
         self.sku = sku
         self.eta = eta
         self._purchased_quantity = qty
+        # Kept beside the lines so that availability never needs them all in memory:
+        # a batch with 50,000 allocated lines is as cheap to allocate from as a new one.
+        self._allocated_quantity = 0
         self._allocations: set[OrderLine] = set()
 
     def __repr__(self) -> str:
@@ -55,7 +58,7 @@ class Batch:
 
     @property
     def allocated_quantity(self) -> int:
-        return sum(line.qty for line in self._allocations)
+        return self._allocated_quantity
 
     @property
     def available_quantity(self) -> int:
@@ -69,8 +72,9 @@ class Batch:
         return self.sku == line.sku and self.available_quantity >= line.qty
 
     def allocate(self, line: OrderLine) -> None:
-        if self.can_allocate(line):
+        if self.can_allocate(line) and line not in self._allocations:
             self._allocations.add(line)
+            self._allocated_quantity += line.qty
 
     def line_for_order(self, orderid: str) -> OrderLine | None:
         return next((line for line in self._allocations if line.orderid == orderid), None)
@@ -79,6 +83,7 @@ class Batch:
         """Gives up one line; the choice is deterministic so reallocation is predictable."""
         line = max(self._allocations, key=lambda candidate: candidate.orderid)
         self._allocations.remove(line)
+        self._allocated_quantity -= line.qty
         return line
 
     def change_purchased_quantity(self, qty: int) -> None:
@@ -112,6 +117,9 @@ class Product:
 
     def allocate(self, line: OrderLine) -> str | None:
         """Allocates the line to the best batch and returns its reference.
+
+        Of the lines already allocated, only this order's are looked at, so a
+        repository may load just those.
 
         Allocating a line that is already allocated returns the batch it has and
         changes nothing. Returns None, recording OutOfStock, when no batch can take it.

@@ -33,7 +33,7 @@ def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str:
     """Returns the batch reference; raises OutOfStockError after recording OutOfStock."""
     line = model.OrderLine(cmd.orderid, cmd.sku, cmd.qty)
     with uow:
-        product = uow.products.get(line.sku)
+        product = uow.products.get(line.sku, orderid=line.orderid)
         if product is None:
             raise InvalidSku(line.sku)
         batchref = product.allocate(line)

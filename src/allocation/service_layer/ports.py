@@ -25,8 +25,10 @@ class AbstractRepository(abc.ABC):
         self._add(product)
         self.seen.add(product)
 
-    def get(self, sku: str) -> model.Product | None:
-        return self._track(self._get(sku))
+    def get(self, sku: str, orderid: str | None = None) -> model.Product | None:
+        """The product; given an order id, its batches hold that order's lines, and
+        other orders' lines need not be in memory (the allocate path needs no more)."""
+        return self._track(self._get(sku, orderid))
 
     def get_by_batchref(self, ref: str) -> model.Product | None:
         return self._track(self._get_by_batchref(ref))
@@ -40,7 +42,7 @@ class AbstractRepository(abc.ABC):
     def _add(self, product: model.Product) -> None: ...
 
     @abc.abstractmethod
-    def _get(self, sku: str) -> model.Product | None: ...
+    def _get(self, sku: str, orderid: str | None) -> model.Product | None: ...
 
     @abc.abstractmethod
     def _get_by_batchref(self, ref: str) -> model.Product | None: ...
