@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import Session, class_mapper, selectinload
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import QueryableAttribute, Session, class_mapper, joinedload, selectinload
 from sqlalchemy.orm.interfaces import ORMOption
 
 from allocation.adapters import orm
@@ -27,7 +30,7 @@ class SqlAlchemyRepository(AbstractRepository):
         query = select(model.Product).filter_by(sku=sku)
         if orderid is not None:
             query = query.options(_lines_of_order(orderid))
-        return self.session.scalars(query).first()
+        return self.session.scalars(query).unique().first()
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
         query = (
@@ -47,19 +50,25 @@ class SqlAlchemyRepository(AbstractRepository):
 
 def _all_lines() -> ORMOption:
     """Every line of every batch: a batch that shrinks hands its lines to the others."""
-    product_batches = class_mapper(model.Product).relationships["batches"].class_attribute
-    batch_lines = class_mapper(model.Batch).relationships["_allocations"].class_attribute
-    return selectinload(product_batches).selectinload(batch_lines)
+    return selectinload(_mapped(model.Product, "batches")).selectinload(
+        _mapped(model.Batch, "_allocations")
+    )
 
 
 def _lines_of_order(orderid: str) -> ORMOption:
-    """Loads each batch's lines of this one order: the collection then counts as
-    loaded, so the model's look at it reads no other order's lines."""
-    product_batches = class_mapper(model.Product).relationships["batches"].class_attribute
-    batch_lines = class_mapper(model.Batch).relationships["_allocations"].class_attribute
-    return selectinload(product_batches).selectinload(
-        batch_lines.and_(orm.allocations.c.orderid == orderid)
+    """The product, its batches and their lines of this one order in one query; the
+    collections then count as loaded, so the model reads no other order's lines."""
+    lines = _mapped(model.Batch, "_allocations")
+    return joinedload(_mapped(model.Product, "batches")).joinedload(
+        lines.and_(_mapped(model.OrderLine, "orderid") == orderid)
     )
+
+
+def _mapped(cls: type, name: str) -> QueryableAttribute[Any]:
+    """The class-level attribute the classical mapping made, for use in queries
+    (to mypy the model's attributes are plain values)."""
+    attribute: QueryableAttribute[Any] = class_mapper(cls).attrs[name].class_attribute
+    return attribute
 
 
 class SqlAlchemyAllocationsView(AbstractAllocationsView):
@@ -67,9 +76,14 @@ class SqlAlchemyAllocationsView(AbstractAllocationsView):
         self.session = session
 
     def add(self, orderid: str, sku: str, batchref: str) -> None:
-        self.remove(orderid, sku)
+        view = orm.allocations_view
+        dialect = self.session.get_bind().dialect.name
+        upsert = postgresql.insert(view) if dialect == "postgresql" else sqlite.insert(view)
         self.session.execute(
-            insert(orm.allocations_view).values(orderid=orderid, sku=sku, batchref=batchref)
+            upsert.values(orderid=orderid, sku=sku, batchref=batchref).on_conflict_do_update(
+                index_elements=[view.c.orderid, view.c.sku],
+                set_={"batchref": upsert.excluded.batchref},
+            )
         )
 
     def remove(self, orderid: str, sku: str) -> None:
