@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from allocation import bootstrap
@@ -85,14 +86,17 @@ def run_together(*actions: Callable[[], object]) -> list[object]:
 def test_two_transactions_on_one_version_cannot_both_commit(
     postgres_session_factory: sessionmaker[Session],
 ) -> None:
+    """The guarantee itself: even two writers that read the product without the
+    repository's row lock cannot both commit a change of the same version."""
     factory = postgres_session_factory
     insert_product(factory, "HOT", ("b1", 10))
     both_loaded = threading.Barrier(2, timeout=10)
 
     def allocate(orderid: str) -> str:
         with SqlAlchemyUnitOfWork(factory) as uow:
-            product = uow.products.get("HOT")
-            assert product is not None
+            assert uow.session is not None
+            product = uow.session.scalars(select(model.Product).filter_by(sku="HOT")).one()
+            uow.products.seen.add(product)
             product.allocate(model.OrderLine(orderid, "HOT", 6))
             both_loaded.wait()
             uow.commit()
@@ -106,6 +110,38 @@ def test_two_transactions_on_one_version_cannot_both_commit(
     assert scalar(factory, "SELECT version_number FROM products") == 2
     assert scalar(factory, "SELECT count(*) FROM allocations") == 1
     assert scalar(factory, "SELECT orderid FROM allocations") == winners[0]
+
+
+def test_the_repository_makes_a_second_writer_wait_for_the_first(
+    postgres_session_factory: sessionmaker[Session],
+) -> None:
+    factory = postgres_session_factory
+    insert_product(factory, "HOT", ("b1", 10))
+    first_loaded, second_started = threading.Event(), threading.Event()
+
+    def first() -> object:
+        with SqlAlchemyUnitOfWork(factory) as uow:
+            product = uow.products.get("HOT", orderid="o1")
+            assert product is not None
+            first_loaded.set()
+            second_started.wait(10)
+            time.sleep(0.2)  # the second writer is now waiting on the row lock
+            result = product.allocate(model.OrderLine("o1", "HOT", 6))
+            uow.commit()
+        return result
+
+    def second() -> object:
+        first_loaded.wait(10)
+        second_started.set()
+        with SqlAlchemyUnitOfWork(factory) as uow:
+            product = uow.products.get("HOT", orderid="o2")  # blocks until first commits
+            assert product is not None
+            result = product.allocate(model.OrderLine("o2", "HOT", 6))
+            uow.commit()
+        return result
+
+    assert run_together(first, second) == ["b1", None]  # no conflict: o2 saw o1's line
+    assert scalar(factory, "SELECT version_number FROM products") == 2
 
 
 def test_concurrent_allocations_through_the_bus_retry_and_never_oversell(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session, class_mapper, joinedload, selectinload
 from sqlalchemy.orm.interfaces import ORMOption
@@ -27,12 +27,17 @@ class SqlAlchemyRepository(AbstractRepository):
         self.session.add(product)
 
     def _get(self, sku: str, orderid: str | None) -> model.Product | None:
+        self._lock(orm.products.c.sku == sku)
         query = select(model.Product).filter_by(sku=sku)
         if orderid is not None:
             query = query.options(_lines_of_order(orderid))
         return self.session.scalars(query).unique().first()
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
+        self._lock(
+            orm.products.c.sku
+            == select(orm.batches.c.sku).where(orm.batches.c.reference == ref).scalar_subquery()
+        )
         query = (
             select(model.Product)
             .join(orm.batches, orm.batches.c.sku == orm.products.c.sku)
@@ -40,6 +45,15 @@ class SqlAlchemyRepository(AbstractRepository):
             .options(_all_lines())
         )
         return self.session.scalars(query).first()
+
+    def _lock(self, which: ColumnElement[bool]) -> None:
+        """Products are read to be changed: on PostgreSQL, lock the product's row first,
+        so a second writer of the same SKU waits instead of doing its work twice (SQLite
+        locks the whole database on write). The lock is its own statement: the product
+        is then read in a snapshot taken after the lock, batches and version alike. The
+        version check on commit stays the guarantee."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(select(orm.products.c.sku).where(which).with_for_update())
 
     def allocation_rows(self) -> set[AllocationRow]:
         query = select(
