@@ -66,17 +66,21 @@ def event_handlers(
 
 @dataclass(frozen=True)
 class Api:
-    """What the HTTP entrypoint needs: the bus, and a readiness check on the same engine."""
+    """What the HTTP entrypoint needs: the bus, Units of Work for reads, and a
+    readiness check, all on one engine."""
 
     bus: MessageBus
+    read_uow_factory: UnitOfWorkFactory
     readiness: Callable[[], dict[str, str]]
 
 
 def api(settings: Settings) -> Api:
     engine = make_engine(settings)
     bus = bootstrap(settings, uow_factory=sqlalchemy_uow_factory(engine))
+    # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
+    reads = sqlalchemy_uow_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
     redis_client = None if settings.redis_url is None else make_redis(settings.redis_url)
-    return Api(bus, ReadinessProbe(engine, redis_client).check)
+    return Api(bus, reads, ReadinessProbe(engine, redis_client).check)
 
 
 def make_engine(settings: Settings) -> Engine:

@@ -7,6 +7,7 @@ server and dropped afterwards, so migrations always start from a known state.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from allocation import bootstrap
 from allocation.adapters import database, orm
+from allocation.adapters.outbox_wakeup import PostgresWakeup
 from allocation.config import Settings
 
 
@@ -156,3 +158,22 @@ def test_a_database_made_by_create_all_is_stamped_then_upgraded(postgres_engine:
     with postgres_engine.connect() as connection:
         row = connection.execute(text("SELECT sku, version_number FROM products")).one()
     assert tuple(row) == ("LAMP", 3)
+
+
+def test_a_committed_outbox_row_wakes_the_relay(postgres_engine: Engine) -> None:
+    database.upgrade_to_head(postgres_engine)
+    wakeup = PostgresWakeup(postgres_engine, threading.Event())
+    try:
+        wakeup.wait(0.01)  # connects and LISTENs
+        with postgres_engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO outbox (message_id, channel, sku, payload, occurred_at)"
+                    " VALUES ('m1', 'line_allocated', 'LAMP', '{}', now())"
+                )
+            )
+        started = time.monotonic()
+        wakeup.wait(5)
+        assert time.monotonic() - started < 1, "no notification: the relay would only poll"
+    finally:
+        wakeup.close()

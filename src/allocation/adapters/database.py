@@ -49,8 +49,9 @@ def make_engine(database_url: str) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions flush only on commit: a lazy load in the middle of a change must not
-    write half of it (a line moving between batches would be deleted, not moved)."""
-    return sessionmaker(bind=engine, autoflush=False)
+    write half of it (a line moving between batches would be deleted, not moved).
+    Nothing is read after commit, so nothing needs expiring then."""
+    return sessionmaker(bind=engine, autoflush=False, expire_on_commit=False)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -19,6 +19,7 @@ from allocation.service_layer.ports import (
     DeadLetter,
 )
 
+# A trigger on the outbox table (migration 0004) notifies this channel at commit.
 NOTIFY_CHANNEL = "allocation_outbox"
 # Any fixed number: the relay holds this lock while it publishes a batch, so two
 # relays never interleave and each SKU's messages leave in commit order.
@@ -39,7 +40,6 @@ def _aware(moment: datetime | None) -> datetime | None:
 class SqlAlchemyOutbox(AbstractOutbox):
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._notified = False
 
     def add(self, message: OutboxMessage) -> None:
         self.session.execute(
@@ -51,10 +51,6 @@ class SqlAlchemyOutbox(AbstractOutbox):
                 occurred_at=message.occurred_at,
             )
         )
-        if not self._notified and _is_postgres(self.session):
-            # Delivered at commit: wakes the relay without polling.
-            self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-            self._notified = True
 
     def pending(self, limit: int) -> list[OutboxMessage]:
         if (

@@ -16,7 +16,7 @@ from allocation.adapters import metrics
 from allocation.config import Settings
 from allocation.entrypoints import errors, openapi, schemas
 from allocation.service_layer import log_context, relay
-from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.messagebus import MessageBus, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ def create_app(
     settings = settings or Settings()
     if bus is None:
         service = bootstrap.api(settings)
-        bus, readiness = service.bus, service.readiness
+        bus, readiness, read_uow_factory = service.bus, service.readiness, service.read_uow_factory
+    else:
+        read_uow_factory = bus.uow_factory
     app = Flask("allocation")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -40,12 +42,14 @@ def create_app(
     _observe_requests(app)
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
-    _add_routes(app, bus, readiness or (lambda: {"database": "ok"}))
+    _add_routes(app, bus, read_uow_factory, readiness or (lambda: {"database": "ok"}))
     openapi.register_docs(app)
     return app
 
 
-def _add_routes(app: Flask, bus: MessageBus, readiness: Readiness) -> None:
+def _add_routes(
+    app: Flask, bus: MessageBus, read_uow_factory: UnitOfWorkFactory, readiness: Readiness
+) -> None:
     @app.post("/add_batch")
     def add_batch() -> tuple[Response, int]:
         cmd = schemas.parse(schemas.AddBatchRequest, request.get_data()).to_command()
@@ -62,7 +66,7 @@ def _add_routes(app: Flask, bus: MessageBus, readiness: Readiness) -> None:
     @app.get("/allocations/<path:orderid>")
     def allocations_for_order(orderid: str) -> tuple[Response, int]:
         orderid = schemas.parse_orderid(orderid)
-        result = views.allocations(orderid, bus.uow_factory())
+        result = views.allocations(orderid, read_uow_factory())
         if not result:
             return errors.error_response(f"No allocations for order {orderid}", 404)
         return jsonify(result), 200
@@ -80,14 +84,14 @@ def _add_routes(app: Flask, bus: MessageBus, readiness: Readiness) -> None:
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        _update_outbox_gauges(bus)
+        _update_outbox_gauges(read_uow_factory)
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
 
 
-def _update_outbox_gauges(bus: MessageBus) -> None:
+def _update_outbox_gauges(uow_factory: UnitOfWorkFactory) -> None:
     try:
-        backlog = relay.backlog(bus.uow_factory())
+        backlog = relay.backlog(uow_factory())
     except Exception as error:  # metrics must answer even when the database does not
         logger.warning("outbox backlog unavailable for /metrics: %s", error)
         return
