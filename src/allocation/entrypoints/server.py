@@ -33,20 +33,20 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return create_app(self._settings)
 
 
-def _worker_exited(_server: Any, worker: Any) -> None:
-    """In the master: only tell prometheus_client the worker's live gauges are gone;
-    the master itself defines no metrics."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     metrics_dir = _metrics_directory()
     if "prometheus_client" in sys.modules and metrics_dir is not None:
         raise RuntimeError(
             "prometheus_client was imported before its multiprocess directory was set"
         )
+    # Imported here, once the directory is set and before any worker exists: the
+    # hook below runs in a signal handler, where an import can meet a half-done one.
+    from prometheus_client import multiprocess
+
+    def worker_exited(_server: Any, worker: Any) -> None:
+        """In the master (which defines no metrics): the worker's live gauges are gone."""
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -57,7 +57,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int) 
             settings.log_level, settings.log_format
         ),
         "graceful_timeout": 10,
-        "child_exit": _worker_exited,
+        "child_exit": worker_exited,
     }
     try:
         GunicornServer(settings, options).run()
