@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install system-deps lint typecheck unit integration e2e clean
+.PHONY: run test bench install system-deps lint typecheck unit integration e2e clean
 
 # The relay runs beside the API (it logs events when REDIS_URL is unset); the
 # consumer too when REDIS_URL is set. Ctrl-C stops all of them.
@@ -17,6 +17,11 @@ run: install  ## Migrate and serve the API on http://localhost:5005 (SQLite unle
 
 test: install system-deps lint typecheck  ## Lint, types, then unit, integration and end-to-end tests
 	$(BIN)/pytest
+
+bench: install system-deps  ## Benchmark the shipped stack on throwaway servers (bench/README.md); BENCH_ARGS=--quick
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 install: $(VENV)/.installed
 
