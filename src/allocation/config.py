@@ -28,6 +28,7 @@ class Settings:
     stream_maxlen: int = 100_000
     relay_batch_size: int = 100
     relay_poll_seconds: float = 1.0
+    relay_linger_seconds: float = 0.02
     outbox_retention_hours: int = 168
     consumer_name: str | None = None
     consumer_max_attempts: int = 5
@@ -39,7 +40,7 @@ class Settings:
             value = environ.get(name, "").strip()
             return value or default
 
-        def number(name: str, default: int) -> int:
+        def number(name: str, default: int, minimum: int = 1) -> int:
             raw = text(name, None)
             if raw is None:
                 return default
@@ -47,8 +48,8 @@ class Settings:
                 value = int(raw)
             except ValueError:
                 raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-            if value <= 0:
-                raise ConfigError(f"{name} must be positive, got {value}")
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum}, got {value}")
             return value
 
         def choice(name: str, allowed: tuple[str, ...]) -> str:
@@ -72,6 +73,7 @@ class Settings:
             stream_maxlen=number("STREAM_MAXLEN", 100_000),
             relay_batch_size=number("RELAY_BATCH_SIZE", 100),
             relay_poll_seconds=number("RELAY_POLL_MS", 1000) / 1000,
+            relay_linger_seconds=number("RELAY_LINGER_MS", 20, minimum=0) / 1000,
             outbox_retention_hours=number("OUTBOX_RETENTION_HOURS", 168),
             consumer_name=text("CONSUMER_NAME", None),
             consumer_max_attempts=number("CONSUMER_MAX_ATTEMPTS", 5),

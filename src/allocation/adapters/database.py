@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -31,10 +32,14 @@ INITIAL_REVISION = "0001"
 MIGRATION_LOCK_KEY = 4_172_937_220_190_581_001
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engine(database_url: str, autocommit: bool = False) -> Engine:
+    """An engine and its pool. Writes rely on PostgreSQL's default, READ COMMITTED
+    (the version check and the row lock make it safe); ``autocommit`` is for reads,
+    which then need no BEGIN or ROLLBACK round trip."""
     url = make_url(database_url)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -43,7 +48,7 @@ def make_engine(database_url: str) -> Engine:
         connect_args={"connect_timeout": 3},
         pool_size=10,
         max_overflow=10,
-        isolation_level="READ COMMITTED",
+        **options,
     )
 
 

@@ -26,6 +26,9 @@ NOTIFY_CHANNEL = "allocation_outbox"
 RELAY_LOCK_KEY = 4_711_001
 
 
+_OUTBOX_INSERT = insert(orm.outbox)
+
+
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -42,14 +45,15 @@ class SqlAlchemyOutbox(AbstractOutbox):
         self.session = session
 
     def add(self, message: OutboxMessage) -> None:
-        self.session.execute(
-            insert(orm.outbox).values(
-                message_id=message.message_id,
-                channel=message.channel,
-                sku=message.sku,
-                payload=json.dumps(message.payload),
-                occurred_at=message.occurred_at,
-            )
+        self.session.connection().execute(
+            _OUTBOX_INSERT,
+            {
+                "message_id": message.message_id,
+                "channel": message.channel,
+                "sku": message.sku,
+                "payload": json.dumps(message.payload),
+                "occurred_at": message.occurred_at,
+            },
         )
 
     def pending(self, limit: int) -> list[OutboxMessage]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import Insert, Select, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session, class_mapper, joinedload, selectinload
 from sqlalchemy.orm.interfaces import ORMOption
@@ -17,6 +18,40 @@ from allocation.service_layer.ports import (
     AllocationRow,
 )
 
+# Hot statements are built once; each execution only binds its values.
+_LOCK_BY_SKU = (
+    select(orm.products.c.sku).where(orm.products.c.sku == bindparam("sku")).with_for_update()
+)
+_LOCK_BY_BATCHREF = (
+    select(orm.products.c.sku)
+    .where(
+        orm.products.c.sku
+        == select(orm.batches.c.sku)
+        .where(orm.batches.c.reference == bindparam("ref"))
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
+_VIEW = orm.allocations_view
+_VIEW_FOR_ORDER = (
+    select(_VIEW.c.sku, _VIEW.c.batchref)
+    .where(_VIEW.c.orderid == bindparam("orderid"))
+    .order_by(_VIEW.c.sku)
+)
+_VIEW_DELETE = delete(_VIEW).where(
+    _VIEW.c.orderid == bindparam("orderid"), _VIEW.c.sku == bindparam("sku")
+)
+
+
+@functools.cache
+def _view_upsert(dialect: str) -> Insert:
+    """INSERT … ON CONFLICT DO UPDATE, which both PostgreSQL and SQLite speak."""
+    insert = postgresql.insert(_VIEW) if dialect == "postgresql" else sqlite.insert(_VIEW)
+    return insert.on_conflict_do_update(
+        index_elements=[_VIEW.c.orderid, _VIEW.c.sku],
+        set_={"batchref": insert.excluded.batchref},
+    )
+
 
 class SqlAlchemyRepository(AbstractRepository):
     def __init__(self, session: Session) -> None:
@@ -27,17 +62,14 @@ class SqlAlchemyRepository(AbstractRepository):
         self.session.add(product)
 
     def _get(self, sku: str, orderid: str | None) -> model.Product | None:
-        self._lock(orm.products.c.sku == sku)
+        self._lock(_LOCK_BY_SKU, {"sku": sku})
         query = select(model.Product).filter_by(sku=sku)
         if orderid is not None:
             query = query.options(_lines_of_order(orderid))
         return self.session.scalars(query).unique().first()
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
-        self._lock(
-            orm.products.c.sku
-            == select(orm.batches.c.sku).where(orm.batches.c.reference == ref).scalar_subquery()
-        )
+        self._lock(_LOCK_BY_BATCHREF, {"ref": ref})
         query = (
             select(model.Product)
             .join(orm.batches, orm.batches.c.sku == orm.products.c.sku)
@@ -46,14 +78,14 @@ class SqlAlchemyRepository(AbstractRepository):
         )
         return self.session.scalars(query).first()
 
-    def _lock(self, which: ColumnElement[bool]) -> None:
+    def _lock(self, statement: Select[tuple[str]], params: dict[str, str]) -> None:
         """Products are read to be changed: on PostgreSQL, lock the product's row first,
         so a second writer of the same SKU waits instead of doing its work twice (SQLite
         locks the whole database on write). The lock is its own statement: the product
         is then read in a snapshot taken after the lock, batches and version alike. The
         version check on commit stays the guarantee."""
         if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(select(orm.products.c.sku).where(which).with_for_update())
+            self.session.connection().execute(statement, params)
 
     def allocation_rows(self) -> set[AllocationRow]:
         query = select(
@@ -90,28 +122,17 @@ class SqlAlchemyAllocationsView(AbstractAllocationsView):
         self.session = session
 
     def add(self, orderid: str, sku: str, batchref: str) -> None:
-        view = orm.allocations_view
-        dialect = self.session.get_bind().dialect.name
-        upsert = postgresql.insert(view) if dialect == "postgresql" else sqlite.insert(view)
-        self.session.execute(
-            upsert.values(orderid=orderid, sku=sku, batchref=batchref).on_conflict_do_update(
-                index_elements=[view.c.orderid, view.c.sku],
-                set_={"batchref": upsert.excluded.batchref},
-            )
+        upsert = _view_upsert(self.session.get_bind().dialect.name)
+        self.session.connection().execute(
+            upsert, {"orderid": orderid, "sku": sku, "batchref": batchref}
         )
 
     def remove(self, orderid: str, sku: str) -> None:
-        view = orm.allocations_view
-        self.session.execute(delete(view).where(view.c.orderid == orderid, view.c.sku == sku))
+        self.session.connection().execute(_VIEW_DELETE, {"orderid": orderid, "sku": sku})
 
     def for_order(self, orderid: str) -> list[dict[str, str]]:
-        view = orm.allocations_view
-        rows = self.session.execute(
-            select(view.c.sku, view.c.batchref)
-            .where(view.c.orderid == orderid)
-            .order_by(view.c.sku)
-        )
-        return [{"sku": row.sku, "batchref": row.batchref} for row in rows]
+        rows = self.session.connection().execute(_VIEW_FOR_ORDER, {"orderid": orderid})
+        return [{"sku": sku, "batchref": batchref} for sku, batchref in rows]
 
     def all_rows(self) -> set[AllocationRow]:
         view = orm.allocations_view
