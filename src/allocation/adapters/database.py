@@ -44,7 +44,10 @@ def make_engine(database_url: str, autocommit: bool = False) -> Engine:
         return engine
     return create_engine(
         url,
-        pool_pre_ping=True,
+        # Writes check a pooled connection before use, so none is sent into a
+        # connection the server dropped (say, on restart); reads skip the round trip
+        # and are retried instead (views.allocations), which is safe for a read.
+        pool_pre_ping=not autocommit,
         connect_args={"connect_timeout": 3},
         pool_size=10,
         max_overflow=10,

@@ -66,7 +66,7 @@ def _add_routes(
     @app.get("/allocations/<path:orderid>")
     def allocations_for_order(orderid: str) -> tuple[Response, int]:
         orderid = schemas.parse_orderid(orderid)
-        result = views.allocations(orderid, read_uow_factory())
+        result = views.allocations(orderid, read_uow_factory)
         if not result:
             return errors.error_response(f"No allocations for order {orderid}", 404)
         return jsonify(result), 200
