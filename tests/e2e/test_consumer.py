@@ -191,3 +191,39 @@ def test_pending_entries_of_a_crashed_consumer_are_claimed(
         finally:
             assert consumer.stop() == 0
             client.close()
+
+
+def test_a_dead_letter_is_redriven_once_its_cause_is_fixed(
+    api: Service, consumer: Service, publisher: redis.Redis, e2e_environment: dict[str, str]
+) -> None:
+    ref, sku = unique("late-batch"), unique("sku")
+    payload = json.dumps({"batchref": ref, "qty": 3, "message_id": unique("msg")})
+    publisher.publish("change_batch_quantity", payload)  # the batch does not exist yet
+    deadline = time.monotonic() + 10
+    while not [d for d in dead_letters(e2e_environment) if d["payload"] == payload]:
+        assert time.monotonic() < deadline, "the message was not dead-lettered"
+        time.sleep(0.1)
+    [letter] = [d for d in dead_letters(e2e_environment) if d["payload"] == payload]
+
+    add_batch(api, ref, sku, 10)
+    redrive = subprocess.run(
+        [ALLOCATION, "dead-letters", "redrive", str(letter["id"])],
+        env=e2e_environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert redrive.returncode == 0, redrive.stderr
+    assert redrive.stdout.strip() == f"dead letter {letter['id']} applied"
+    assert purchased_quantity(e2e_environment["DATABASE_URL"], ref) == 3
+    assert payload not in [d["payload"] for d in dead_letters(e2e_environment)]
+    again = subprocess.run(
+        [ALLOCATION, "dead-letters", "redrive", str(letter["id"])],
+        env=e2e_environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert again.returncode == 1
+    assert "already re-driven" in again.stderr
