@@ -60,6 +60,7 @@ def test_help_lists_every_command_and_version_prints() -> None:
         "outbox",
     ):
         assert f"  {command} " in help_text, help_text
+    assert "..." not in help_text  # every command's line is whole
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("allocation, version ")
 
@@ -71,6 +72,7 @@ def test_an_unreachable_database_is_one_line_and_a_nonzero_exit(
     result = run_cli("outbox", env=env)
     assert result.returncode == 1
     assert result.stderr.startswith("Error: The database is unavailable")
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
     bad_config = run_cli("outbox", env={**e2e_environment, "SMTP_PORT": "lots"})
     assert bad_config.returncode == 2

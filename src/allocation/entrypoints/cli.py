@@ -46,7 +46,8 @@ def _one_line_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except InfrastructureUnavailable as error:
-            raise click.ClickException(f"{error} ({getattr(error, 'detail', '')})") from None
+            detail = str(getattr(error, "detail", "")).strip().splitlines()
+            raise click.ClickException(f"{error} ({detail[0]})" if detail else str(error)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -118,7 +119,7 @@ def _serve_metrics(port: int | None) -> None:
         start_http_server(port)
 
 
-@main.command()
+@main.command(short_help="Apply change_batch_quantity messages from Redis.")
 @_metrics_port
 def consumer(metrics_port: int | None) -> None:
     """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
@@ -137,7 +138,7 @@ def consumer(metrics_port: int | None) -> None:
     logger.info("consumer stopped")
 
 
-@main.command()
+@main.command(short_help="Publish the outbox to Redis.")
 @_metrics_port
 def relay(metrics_port: int | None) -> None:
     """Publish committed events from the outbox to Redis (logs them without REDIS_URL)."""
@@ -152,7 +153,7 @@ def relay(metrics_port: int | None) -> None:
     logger.info("relay stopped")
 
 
-@main.command()
+@main.command(short_help="Show the outbox backlog.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_one_line_errors
 def outbox(as_json: bool) -> None:
@@ -170,7 +171,7 @@ def outbox(as_json: bool) -> None:
         click.echo(f"unsent: {backlog.unsent}, oldest: {age:.1f}s ago")
 
 
-@main.group("dead-letters")
+@main.group("dead-letters", short_help="List and re-drive messages that could not apply.")
 def dead_letters_group() -> None:
     """List and re-drive inbound messages that could not be applied."""
 
@@ -232,7 +233,7 @@ def dead_letters_redrive(letter_id: int) -> None:
     click.echo(f"dead letter {letter_id} {'applied' if applied else 'was already applied'}")
 
 
-@main.command("rebuild-views")
+@main.command("rebuild-views", short_help="Rebuild allocations_view from the allocations.")
 @_one_line_errors
 def rebuild_views() -> None:
     """Rebuild allocations_view from the current allocations, in one transaction."""
