@@ -84,6 +84,10 @@ def service_environment(database_url: str, redis_url: str, **extra: str) -> dict
     return env
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ALLOCATION, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
 def migrate(env: dict[str, str]) -> None:
     subprocess.run([ALLOCATION, "migrate"], env=env, check=True, capture_output=True, timeout=60)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import redis
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import ALLOCATION, Service, start_consumer, unique
+from tests.e2e.conftest import Service, run_cli, start_consumer, unique
 from tests.e2e.test_api import Subscriber, add_batch, allocate
 from tests.servers import RedisServer
 
@@ -50,14 +49,7 @@ def wait_for_quantity(database_url: str, ref: str, qty: int, timeout: float = 10
 
 
 def dead_letters(env: dict[str, str]) -> list[dict[str, object]]:
-    output = subprocess.run(
-        [ALLOCATION, "dead-letters", "list", "--json"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
+    output = run_cli("dead-letters", "list", "--json", env=env).stdout
     return [json.loads(line) for line in output.splitlines()]
 
 
@@ -206,24 +198,12 @@ def test_a_dead_letter_is_redriven_once_its_cause_is_fixed(
     [letter] = [d for d in dead_letters(e2e_environment) if d["payload"] == payload]
 
     add_batch(api, ref, sku, 10)
-    redrive = subprocess.run(
-        [ALLOCATION, "dead-letters", "redrive", str(letter["id"])],
-        env=e2e_environment,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    redrive = run_cli("dead-letters", "redrive", str(letter["id"]), env=e2e_environment)
 
     assert redrive.returncode == 0, redrive.stderr
     assert redrive.stdout.strip() == f"dead letter {letter['id']} applied"
     assert purchased_quantity(e2e_environment["DATABASE_URL"], ref) == 3
     assert payload not in [d["payload"] for d in dead_letters(e2e_environment)]
-    again = subprocess.run(
-        [ALLOCATION, "dead-letters", "redrive", str(letter["id"])],
-        env=e2e_environment,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    again = run_cli("dead-letters", "redrive", str(letter["id"]), env=e2e_environment)
     assert again.returncode == 1
     assert "already re-driven" in again.stderr

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import requests
 
-from tests.e2e.conftest import ALLOCATION, Service, unique
+from tests.e2e.conftest import Service, run_cli, unique
 from tests.e2e.test_api import add_batch, allocate
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ALLOCATION, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_ready_checks_database_redis_and_migrations(api: Service) -> None:
