@@ -7,7 +7,14 @@ from typing import Any
 
 from sqlalchemy import Insert, Select, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import QueryableAttribute, Session, class_mapper, joinedload, selectinload
+from sqlalchemy.orm import (
+    Mapper,
+    QueryableAttribute,
+    Session,
+    class_mapper,
+    joinedload,
+    selectinload,
+)
 from sqlalchemy.orm.interfaces import ORMOption
 
 from allocation.adapters import orm
@@ -63,10 +70,12 @@ class SqlAlchemyRepository(AbstractRepository):
 
     def _get(self, sku: str, orderid: str | None) -> model.Product | None:
         self._lock(_LOCK_BY_SKU, {"sku": sku})
-        query = select(model.Product).filter_by(sku=sku)
-        if orderid is not None:
-            query = query.options(_lines_of_order(orderid))
-        return self.session.scalars(query).unique().first()
+        if orderid is None:
+            return self.session.scalars(select(model.Product).filter_by(sku=sku)).first()
+        products = self.session.scalars(
+            _product_with_lines_of_order(), {"sku": sku, "orderid": orderid}
+        )
+        return products.unique().first()
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
         self._lock(_LOCK_BY_BATCHREF, {"ref": ref})
@@ -101,13 +110,29 @@ def _all_lines() -> ORMOption:
     )
 
 
-def _lines_of_order(orderid: str) -> ORMOption:
-    """The product, its batches and their lines of this one order in one query; the
-    collections then count as loaded, so the model reads no other order's lines."""
-    lines = _mapped(model.Batch, "_allocations")
-    return joinedload(_mapped(model.Product, "batches")).joinedload(
-        lines.and_(_mapped(model.OrderLine, "orderid") == orderid)
-    )
+def _product_with_lines_of_order() -> Select[tuple[model.Product]]:
+    """The product, its batches and their lines of one order (bound as ``orderid``)
+    in one query; the collections then count as loaded, so the model reads no other
+    order's lines. Built once per mapping: the allocate path only binds values."""
+    mapper = class_mapper(model.Product)
+    query = _BUILT.get(mapper)
+    if query is None:
+        lines = _mapped(model.Batch, "_allocations")
+        query = (
+            select(model.Product)
+            .where(_mapped(model.Product, "sku") == bindparam("sku"))
+            .options(
+                joinedload(_mapped(model.Product, "batches")).joinedload(
+                    lines.and_(_mapped(model.OrderLine, "orderid") == bindparam("orderid"))
+                )
+            )
+        )
+        _BUILT[mapper] = query
+    return query
+
+
+# Queries of mapped classes exist only once the classes are mapped (start_mappers).
+_BUILT: dict[Mapper[Any], Select[tuple[model.Product]]] = {}
 
 
 def _mapped(cls: type, name: str) -> QueryableAttribute[Any]:
