@@ -29,6 +29,7 @@ class Service:
     log: Path
     url: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    metrics_url: str = ""
 
     def start(self, ready: str | None = None, timeout: float = 30) -> Service:
         offset = self.log.stat().st_size if self.log.exists() else 0
@@ -107,8 +108,12 @@ def start_relay(env: dict[str, str], log: Path) -> Service:
     return Service(["relay"], env, log).start(ready="relaying the outbox")
 
 
-def start_consumer(env: dict[str, str], log: Path) -> Service:
-    consumer = Service(["consumer"], env, log)
+def start_consumer(env: dict[str, str], log: Path, metrics_port: int | None = None) -> Service:
+    args = (
+        ["consumer"] if metrics_port is None else ["consumer", "--metrics-port", str(metrics_port)]
+    )
+    consumer = Service(args, env, log, url="")
+    consumer.metrics_url = "" if metrics_port is None else f"http://127.0.0.1:{metrics_port}"
     consumer.start(ready="listening on change_batch_quantity")
     deadline = time.monotonic() + 30
     while "reading stream change_batch_quantity" not in consumer.output():
@@ -146,7 +151,8 @@ def api(
 def consumer(
     e2e_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    service = start_consumer(e2e_environment, tmp_path_factory.mktemp("consumer") / "consumer.log")
+    log = tmp_path_factory.mktemp("consumer") / "consumer.log"
+    service = start_consumer(e2e_environment, log, metrics_port=free_port())
     yield service
     assert service.stop() == 0, f"{service.args} did not exit cleanly:\n{service.output()[-2000:]}"
 

@@ -207,3 +207,30 @@ def test_a_dead_letter_is_redriven_once_its_cause_is_fixed(
     again = run_cli("dead-letters", "redrive", str(letter["id"]), env=e2e_environment)
     assert again.returncode == 1
     assert "already re-driven" in again.stderr
+
+
+def consumer_metric(consumer: Service, outcome: str) -> float:
+    text = requests.get(f"{consumer.metrics_url}/metrics", timeout=10).text
+    prefix = f'allocation_consumer_messages_total{{outcome="{outcome}"}}'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_the_consumer_counts_what_it_did_on_its_metrics_port(
+    api: Service, consumer: Service, publisher: redis.Redis, e2e_environment: dict[str, str]
+) -> None:
+    ref, message_id = unique("batch"), unique("msg")
+    add_batch(api, ref, unique("sku"), 10)
+    before = {o: consumer_metric(consumer, o) for o in ("applied", "duplicate", "dead-lettered")}
+    message = json.dumps({"batchref": ref, "qty": 4, "message_id": message_id})
+    publisher.publish("change_batch_quantity", message)
+    wait_for_quantity(e2e_environment["DATABASE_URL"], ref, 4)
+    publisher.publish("change_batch_quantity", message)
+    publisher.publish("change_batch_quantity", b"{broken")
+    deadline = time.monotonic() + 10
+    while consumer_metric(consumer, "dead-lettered") < before["dead-lettered"] + 1:
+        assert time.monotonic() < deadline, "the consumer's metrics never moved"
+        time.sleep(0.1)
+    assert consumer_metric(consumer, "applied") >= before["applied"] + 1
+    assert consumer_metric(consumer, "duplicate") >= before["duplicate"] + 1

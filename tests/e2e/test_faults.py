@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     unique,
 )
 from tests.e2e.test_api import add_batch, allocate
+from tests.e2e.test_consumer import wait_for_quantity
 from tests.servers import PostgresServer, RedisServer
 
 
@@ -31,7 +32,11 @@ def stream_messages(client: redis.Redis, stream: str) -> list[dict[str, object]]
 
 
 def test_allocations_made_while_redis_is_down_are_all_delivered_after_it_returns(
-    api: Service, relay: Service, redis_server: RedisServer | None
+    api: Service,
+    relay: Service,
+    consumer: Service,
+    redis_server: RedisServer | None,
+    e2e_environment: dict[str, str],
 ) -> None:
     if redis_server is None:
         pytest.skip("REDIS_URL points at a Redis this suite cannot stop")
@@ -60,6 +65,11 @@ def test_allocations_made_while_redis_is_down_are_all_delivered_after_it_returns
                 break
             assert time.monotonic() < deadline, f"missing {set(orderids) - delivered}"
             time.sleep(0.1)
+        # The consumer came back too: its stream group is made anew on the empty Redis.
+        ref = unique("batch")
+        add_batch(api, ref, sku + "-x", 10)
+        client.xadd("change_batch_quantity", {"data": json.dumps({"batchref": ref, "qty": 2})})
+        wait_for_quantity(e2e_environment["DATABASE_URL"], ref, 2, timeout=15)
     finally:
         client.close()
 
