@@ -216,7 +216,7 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
 def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
     from allocation import bootstrap
-    from allocation.entrypoints.redis_consumer import Rejected, apply
+    from allocation.entrypoints.redis_consumer import Rejected, apply, parse
     from allocation.service_layer import dead_letters
 
     bus = bootstrap.bootstrap(_settings())
@@ -226,7 +226,7 @@ def dead_letters_redrive(letter_id: int) -> None:
     if letter.redriven_at is not None:
         raise click.ClickException(f"dead letter {letter_id} was already re-driven")
     try:
-        applied = apply(bus, letter.payload, letter.message_id)
+        applied = apply(bus, parse(letter.payload), letter.message_id)
     except Rejected as error:
         raise click.ClickException(f"still cannot apply it: {error}") from None
     dead_letters.mark_redriven(bus.uow_factory(), letter_id)

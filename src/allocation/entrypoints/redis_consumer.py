@@ -9,7 +9,6 @@ dead letters instead of stopping the consumer.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -50,16 +49,23 @@ class Rejected(Exception):
     """The message can never be applied as it is."""
 
 
-def apply(bus: MessageBus, data: bytes | str, fallback_id: str | None = None) -> bool:
-    """Parses and applies one message; False if its id was applied before.
+Message = schemas.ChangeBatchQuantityMessage
+
+
+def parse(data: bytes | str) -> Message:
+    """The message, or Rejected naming what is wrong with it."""
+    try:
+        return schemas.parse(Message, data)
+    except schemas.InvalidInput as error:
+        raise Rejected(f"malformed: {error}") from None
+
+
+def apply(bus: MessageBus, message: Message, fallback_id: str | None = None) -> bool:
+    """Applies one parsed message; False if its id was applied before.
 
     Raises Rejected for a message that will never apply, and lets transient
     errors (database down, lost races) through so the caller can retry.
     """
-    try:
-        message = schemas.parse(schemas.ChangeBatchQuantityMessage, data)
-    except schemas.InvalidInput as error:
-        raise Rejected(f"malformed: {error}") from None
     try:
         return bool(bus.handle(message.to_command(fallback_id)))
     except _TRANSIENT:
@@ -77,16 +83,25 @@ class Processor:
         self._stop = stop
 
     def process(self, data: bytes, source: str, fallback_id: str | None = None) -> Outcome:
-        with log_context.bound(message_id=_message_id(data) or fallback_id):
-            outcome = self._process(data, source, fallback_id)
+        """Parses once, then applies with retries; every outcome is counted."""
+        try:
+            message = parse(data)
+        except Rejected as rejected:
+            with log_context.bound(message_id=fallback_id):
+                outcome = self._dead_letter(data, source, str(rejected), fallback_id)
+        else:
+            with log_context.bound(message_id=message.message_id or fallback_id):
+                outcome = self._apply(message, data, source, fallback_id)
         metrics.CONSUMER_MESSAGES.labels(outcome.value).inc()
         return outcome
 
-    def _process(self, data: bytes, source: str, fallback_id: str | None) -> Outcome:
+    def _apply(
+        self, message: Message, data: bytes, source: str, fallback_id: str | None
+    ) -> Outcome:
         error: Exception | None = None
         for attempt in range(1, self._attempts + 1):
             try:
-                applied = apply(self._bus, data, fallback_id)
+                applied = apply(self._bus, message, fallback_id)
             except Rejected as rejected:
                 return self._dead_letter(data, source, str(rejected), fallback_id)
             except Exception as failure:  # retried, then dead-lettered below
@@ -121,15 +136,6 @@ class Processor:
             return Outcome.RETRY_LATER
         logger.warning("dead-lettered %s message %r: %s", source, data, reason)
         return Outcome.DEAD_LETTERED
-
-
-def _message_id(data: bytes) -> str | None:
-    """The message's own id, if it has a readable one: only for the logs."""
-    try:
-        value = json.loads(data).get("message_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
 
 
 def run(bus: MessageBus, client: redis.Redis, settings: Settings, stop: threading.Event) -> None:
