@@ -66,9 +66,8 @@ class AbstractUnitOfWork(abc.ABC):
 
     def rollback(self) -> None:
         self._rollback()
-        if hasattr(self, "products"):
-            for product in self.products.seen:
-                product.events.clear()
+        for product in self.products.seen:
+            product.events.clear()
 
     def collect_new_events(self) -> Iterator[events.Event]:
         while self._committed_events:
