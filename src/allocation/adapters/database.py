@@ -55,6 +55,11 @@ def make_engine(database_url: str, autocommit: bool = False) -> Engine:
     )
 
 
+def is_postgresql(session: Session) -> bool:
+    """Whether the session's database is PostgreSQL (some statements exist only there)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions flush only on commit: a lazy load in the middle of a change must not
     write half of it (a line moving between batches would be deleted, not moved).

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from allocation.adapters import orm
+from allocation.adapters import database, orm
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractDeadLetters,
@@ -29,15 +29,13 @@ RELAY_LOCK_KEY = 4_711_001
 _OUTBOX_INSERT = insert(orm.outbox)
 
 
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
+def _utc(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; everything stored is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _utc_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _utc(moment)
 
 
 class SqlAlchemyOutbox(AbstractOutbox):
@@ -58,7 +56,7 @@ class SqlAlchemyOutbox(AbstractOutbox):
 
     def pending(self, limit: int) -> list[OutboxMessage]:
         if (
-            _is_postgres(self.session)
+            database.is_postgresql(self.session)
             and not self.session.execute(
                 text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
             ).scalar_one()
@@ -76,7 +74,7 @@ class SqlAlchemyOutbox(AbstractOutbox):
                 row.channel,
                 row.sku,
                 json.loads(row.payload),
-                _aware(row.occurred_at) or row.occurred_at,
+                _utc(row.occurred_at),
                 id=row.id,
             )
             for row in rows
@@ -97,7 +95,7 @@ class SqlAlchemyOutbox(AbstractOutbox):
                 orm.outbox.c.sent_at.is_(None)
             )
         ).one()
-        return Backlog(unsent=int(row[0]), oldest=_aware(row[1]))
+        return Backlog(unsent=int(row[0]), oldest=_utc_or_none(row[1]))
 
 
 class SqlAlchemyProcessedMessages(AbstractProcessedMessages):
@@ -162,6 +160,6 @@ class SqlAlchemyDeadLetters(AbstractDeadLetters):
             m["payload"],
             m["error"],
             m["message_id"],
-            _aware(m["created_at"]) or m["created_at"],
-            _aware(m["redriven_at"]),
+            _utc(m["created_at"]),
+            _utc_or_none(m["redriven_at"]),
         )

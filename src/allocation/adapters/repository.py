@@ -17,7 +17,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.interfaces import ORMOption
 
-from allocation.adapters import orm
+from allocation.adapters import database, orm
 from allocation.domain import model
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
@@ -51,9 +51,9 @@ _VIEW_DELETE = delete(_VIEW).where(
 
 
 @functools.cache
-def _view_upsert(dialect: str) -> Insert:
+def _view_upsert(on_postgresql: bool) -> Insert:
     """INSERT … ON CONFLICT DO UPDATE, which both PostgreSQL and SQLite speak."""
-    insert = postgresql.insert(_VIEW) if dialect == "postgresql" else sqlite.insert(_VIEW)
+    insert = postgresql.insert(_VIEW) if on_postgresql else sqlite.insert(_VIEW)
     return insert.on_conflict_do_update(
         index_elements=[_VIEW.c.orderid, _VIEW.c.sku],
         set_={"batchref": insert.excluded.batchref},
@@ -93,7 +93,7 @@ class SqlAlchemyRepository(AbstractRepository):
         locks the whole database on write). The lock is its own statement: the product
         is then read in a snapshot taken after the lock, batches and version alike. The
         version check on commit stays the guarantee."""
-        if self.session.get_bind().dialect.name == "postgresql":
+        if database.is_postgresql(self.session):
             self.session.connection().execute(statement, params)
 
     def allocation_rows(self) -> set[AllocationRow]:
@@ -147,7 +147,7 @@ class SqlAlchemyAllocationsView(AbstractAllocationsView):
         self.session = session
 
     def add(self, orderid: str, sku: str, batchref: str) -> None:
-        upsert = _view_upsert(self.session.get_bind().dialect.name)
+        upsert = _view_upsert(database.is_postgresql(self.session))
         self.session.connection().execute(
             upsert, {"orderid": orderid, "sku": sku, "batchref": batchref}
         )
