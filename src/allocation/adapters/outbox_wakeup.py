@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from allocation.adapters.messaging_store import NOTIFY_CHANNEL
 
@@ -31,7 +32,7 @@ class PostgresWakeup(PollingWakeup):
     def __init__(self, engine: Engine, stop: threading.Event) -> None:
         super().__init__(stop)
         self._engine = engine
-        self._connection: Any = None
+        self._listening: PoolProxiedConnection | None = None
 
     def wait(self, timeout: float) -> None:
         try:
@@ -46,21 +47,21 @@ class PostgresWakeup(PollingWakeup):
             super().wait(timeout)
 
     def _listening_connection(self) -> Any:
-        if self._connection is None:
-            raw = self._engine.raw_connection()
-            driver_connection = raw.driver_connection
-            assert driver_connection is not None
-            driver_connection.autocommit = True
-            with driver_connection.cursor() as cursor:
+        """The psycopg2 connection that LISTENs, made on first use."""
+        if self._listening is None:
+            pooled = self._engine.raw_connection()
+            driver = pooled.driver_connection
+            assert driver is not None
+            driver.autocommit = True
+            with driver.cursor() as cursor:
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self._raw = raw
-            self._connection = driver_connection
-        return self._connection
+            self._listening = pooled
+        return self._listening.driver_connection
 
     def close(self) -> None:
-        if self._connection is not None:
+        if self._listening is not None:
             try:
-                self._raw.invalidate()
+                self._listening.invalidate()
             except Exception:  # the connection is being thrown away either way
                 logger.debug("closing the LISTEN connection failed", exc_info=True)
-            self._connection = None
+            self._listening = None
