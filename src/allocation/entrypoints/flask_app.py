@@ -108,8 +108,7 @@ def _observe_requests(app: Flask) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _usable_request_id(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
-        g.log_binding = log_context.bound(request_id=g.request_id)
-        g.log_binding.__enter__()
+        g.unbind_log_context = log_context.bind(request_id=g.request_id)
 
     @app.after_request
     def finish(response: Response) -> Response:
@@ -125,9 +124,9 @@ def _observe_requests(app: Flask) -> None:
 
     @app.teardown_request
     def unbind(_error: BaseException | None) -> None:
-        binding = g.pop("log_binding", None)
-        if binding is not None:
-            binding.__exit__(None, None, None)
+        unbind = g.pop("unbind_log_context", None)
+        if unbind is not None:
+            unbind()
 
 
 def _usable_request_id(value: str) -> bool:

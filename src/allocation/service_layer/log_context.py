@@ -6,7 +6,7 @@ entrypoints' logging configuration adds them to every record.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -17,15 +17,25 @@ _context: dict[str, ContextVar[str | None]] = {
 }
 
 
+def bind(**values: str | None) -> Callable[[], None]:
+    """Binds the given fields; returns the function that restores what was bound before."""
+    tokens = [(_context[name], _context[name].set(value)) for name, value in values.items()]
+
+    def unbind() -> None:
+        for variable, token in reversed(tokens):
+            variable.reset(token)
+
+    return unbind
+
+
 @contextmanager
 def bound(**values: str | None) -> Iterator[None]:
     """Binds the given fields for the duration of the block."""
-    tokens = [(_context[name], _context[name].set(value)) for name, value in values.items()]
+    unbind = bind(**values)
     try:
         yield
     finally:
-        for variable, token in reversed(tokens):
-            variable.reset(token)
+        unbind()
 
 
 def current() -> dict[str, str]:
