@@ -1,6 +1,6 @@
 """Prometheus metrics: defined once here, updated by the edges and by event handlers.
 
-Under gunicorn every worker is a process of its own; with PROMETHEUS_MULTIPROC_DIR
+The API server runs several worker processes; with PROMETHEUS_MULTIPROC_DIR
 set (``allocation api`` sets it) the workers share their samples through files in
 that directory and /metrics adds them up.
 """

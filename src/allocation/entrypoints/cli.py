@@ -88,7 +88,7 @@ def migrate() -> None:
     default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="gunicorn worker processes (one per core is a good start).",
+    help="Worker processes (each runs the app in its own interpreter).",
 )
 @click.option(
     "--threads",
@@ -98,7 +98,7 @@ def migrate() -> None:
     help="Threads per worker.",
 )
 def api(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the HTTP API with gunicorn."""
+    """Serve the HTTP API with granian."""
     from allocation.entrypoints.server import serve
 
     serve(_settings(), host, port, workers, threads)

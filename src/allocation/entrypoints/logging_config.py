@@ -43,8 +43,8 @@ def configure(level: str, log_format: str) -> None:
     root.setLevel(level)
 
 
-def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
-    """gunicorn's own loggers, formatted like ours."""
+def server_logconfig(level: str, log_format: str) -> dict[str, Any]:
+    """The HTTP server's own loggers, formatted like ours (a logging.config dict)."""
     formatter_spec: dict[str, Any] = (
         {"()": f"{__name__}.json_formatter"} if log_format == "json" else {"format": TEXT_FORMAT}
     )
@@ -62,8 +62,9 @@ def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
         },
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+            "_granian": {"level": level, "handlers": [], "propagate": True},
+            # Our own request log line carries the request id; the server's is off.
+            "granian.access": {"level": "WARNING", "handlers": [], "propagate": True},
         },
     }
 

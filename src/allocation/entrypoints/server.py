@@ -1,4 +1,9 @@
-"""Serves the Flask app with gunicorn, configured from our settings rather than a config file."""
+"""Serves the Flask app with granian, configured from our settings rather than a config file.
+
+granian (a Rust HTTP server with a WSGI interface) was chosen by measurement:
+bench/README.md has the comparison with gunicorn and uWSGI. Its HTTP handling
+runs outside the GIL, so a slow client costs a socket, never a Python thread.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,20 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server import Server
 
 from allocation.config import Settings
 from allocation.entrypoints import logging_config
 
-
-class GunicornServer(BaseApplication):  # type: ignore[misc]
-    """Each worker builds its own app (and database pool) after the fork."""
-
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self._settings = settings
-        self._options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        from allocation.entrypoints.flask_app import create_app
-
-        return create_app(self._settings)
+# A client gets this long to send its request headers; a slower one is dropped.
+HEADER_READ_TIMEOUT_MS = 10_000
+# On SIGTERM, requests in flight get this long to finish before a worker is killed.
+GRACEFUL_TIMEOUT_SECONDS = 10
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
@@ -39,31 +33,37 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int) 
         raise RuntimeError(
             "prometheus_client was imported before its multiprocess directory was set"
         )
-    # Imported here, once the directory is set and before any worker exists: the
-    # hook below runs in a signal handler, where an import can meet a half-done one.
-    from prometheus_client import multiprocess
-
-    def worker_exited(_server: Any, worker: Any) -> None:
-        """In the master (which defines no metrics): the worker's live gauges are gone."""
-        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-    options = {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
-        "loglevel": settings.log_level.lower(),
-        "logconfig_dict": logging_config.gunicorn_logconfig(
-            settings.log_level, settings.log_format
-        ),
-        "graceful_timeout": 10,
-        "child_exit": worker_exited,
-    }
+    server = Server(
+        "allocation",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        # At most `threads` requests per worker are in Python at once; the rest
+        # wait in granian's queue, outside the GIL.
+        backpressure=threads,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        respawn_failed_workers=True,
+        respawn_interval=0.5,
+        workers_kill_timeout=GRACEFUL_TIMEOUT_SECONDS,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_dictconfig=logging_config.server_logconfig(settings.log_level, settings.log_format),
+    )
     try:
-        GunicornServer(settings, options).run()
+        # Called in each worker after the fork: every worker has its own app and pools.
+        server.serve(target_loader=lambda _target: _load_app(settings))
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _load_app(settings: Settings) -> Flask:
+    from allocation.entrypoints.flask_app import create_app
+
+    return create_app(settings)
 
 
 def _metrics_directory() -> str | None:
