@@ -11,7 +11,7 @@ import pytest
 from allocation import bootstrap
 from allocation.config import Settings
 from allocation.service_layer.messagebus import MessageBus
-from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
+from tests.fakes import FakeNotifications, FakeReadModel, FakeStore, FakeUnitOfWork
 from tests.servers import PostgresServer, RedisServer
 
 _SERVICE_VARIABLES = (
@@ -44,6 +44,7 @@ class FakeService:
     bus: MessageBus
     store: FakeStore
     notifications: FakeNotifications
+    api: bootstrap.Api
 
     def published(self, channel: str) -> list[dict[str, object]]:
         """What the outbox holds for a channel, without the envelope's id and time."""
@@ -58,10 +59,22 @@ class FakeService:
 def fake_service() -> Iterator[FakeService]:
     store = FakeStore()
     notifications = FakeNotifications()
+    yield FakeService(*fake_parts(store, notifications))
+
+
+def fake_parts(
+    store: FakeStore, notifications: FakeNotifications, settings: Settings | None = None
+) -> tuple[MessageBus, FakeStore, FakeNotifications, bootstrap.Api]:
+    """The service wired to fakes: the bus, and what the HTTP entrypoint needs."""
+
+    def uow_factory() -> FakeUnitOfWork:
+        return FakeUnitOfWork(store)
+
     bus = bootstrap.bootstrap(
-        Settings(), uow_factory=lambda: FakeUnitOfWork(store), notifications=notifications
+        settings or Settings(), uow_factory=uow_factory, notifications=notifications
     )
-    yield FakeService(bus, store, notifications)
+    api = bootstrap.Api(bus, uow_factory, FakeReadModel(store), lambda: {"database": "ok"})
+    return bus, store, notifications, api
 
 
 @pytest.fixture(scope="session")

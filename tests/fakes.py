@@ -19,6 +19,7 @@ from allocation.service_layer.ports import (
     AbstractOutbox,
     AbstractProcessedMessages,
     AbstractPublisher,
+    AbstractReadModel,
     AbstractRepository,
     AllocationRow,
     Backlog,
@@ -74,15 +75,22 @@ class FakeAllocationsView(AbstractAllocationsView):
     def remove(self, orderid: str, sku: str) -> None:
         self._rows.pop((orderid, sku), None)
 
-    def for_order(self, orderid: str) -> list[dict[str, str]]:
-        return [
-            {"sku": sku, "batchref": ref}
-            for (order, sku), ref in sorted(self._rows.items())
-            if order == orderid
-        ]
-
     def all_rows(self) -> set[AllocationRow]:
         return {(orderid, sku, ref) for (orderid, sku), ref in self._rows.items()}
+
+
+class FakeReadModel(AbstractReadModel):
+    """Answers from what the fake store holds, i.e. what was committed."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
+        return [
+            {"sku": sku, "batchref": ref}
+            for (order, sku), ref in sorted(self._store.view.items())
+            if order == orderid
+        ]
 
 
 class FakeOutbox(AbstractOutbox):

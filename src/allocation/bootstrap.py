@@ -14,13 +14,18 @@ from allocation.adapters import database, metrics, orm
 from allocation.adapters.health import ReadinessProbe
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
 from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
+from allocation.adapters.read_model import SqlReadModel
 from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, events
 from allocation.service_layer import handlers
 from allocation.service_layer.messagebus import Handler, MessageBus, UnitOfWorkFactory
-from allocation.service_layer.ports import AbstractNotifications, AbstractPublisher
+from allocation.service_layer.ports import (
+    AbstractNotifications,
+    AbstractPublisher,
+    AbstractReadModel,
+)
 
 
 def bootstrap(
@@ -66,21 +71,23 @@ def event_handlers(
 
 @dataclass(frozen=True)
 class Api:
-    """What the HTTP entrypoint needs: the bus, Units of Work for reads, and a
-    readiness check, all on one engine."""
+    """What the HTTP entrypoint needs: the bus for changes, the read model for
+    queries, and a readiness check."""
 
     bus: MessageBus
-    read_uow_factory: UnitOfWorkFactory
+    uow_factory: UnitOfWorkFactory
+    read_model: AbstractReadModel
     readiness: Callable[[], dict[str, str]]
 
 
 def api(settings: Settings) -> Api:
     engine = make_engine(settings)
-    bus = bootstrap(settings, uow_factory=sqlalchemy_uow_factory(engine))
+    uow_factory = sqlalchemy_uow_factory(engine)
+    bus = bootstrap(settings, uow_factory=uow_factory)
     # Reads need no transaction: a pool of autocommit connections of their own.
-    reads = sqlalchemy_uow_factory(database.make_engine(settings.database_url, autocommit=True))
+    read_model = SqlReadModel(database.make_engine(settings.database_url, autocommit=True))
     redis_client = None if settings.redis_url is None else make_redis(settings.redis_url)
-    return Api(bus, reads, ReadinessProbe(engine, redis_client).check)
+    return Api(bus, uow_factory, read_model, ReadinessProbe(engine, redis_client).check)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -89,7 +96,7 @@ def make_engine(settings: Settings) -> Engine:
 
 def sqlalchemy_uow_factory(engine: Engine) -> Callable[[], SqlAlchemyUnitOfWork]:
     orm.start_mappers()
-    return functools.partial(SqlAlchemyUnitOfWork, database.session_factory(engine))
+    return functools.partial(SqlAlchemyUnitOfWork, engine)
 
 
 def relay_parts(

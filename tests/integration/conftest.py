@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
 
 from allocation.adapters import database, orm
 
@@ -20,7 +19,7 @@ def mappers() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+def postgres_session_engine(postgres_url: str) -> Iterator[Engine]:
     engine = database.make_engine(postgres_url)
     orm.metadata.create_all(engine)
     yield engine
@@ -28,24 +27,33 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def postgres_session_factory(
-    postgres_engine: Engine, mappers: None
-) -> Iterator[sessionmaker[Session]]:
-    yield database.session_factory(postgres_engine)
+def postgres_engine(postgres_session_engine: Engine, mappers: None) -> Iterator[Engine]:
+    yield postgres_session_engine
+    postgres_session_engine.dispose()  # a test may have had the server drop its connections
     tables = ", ".join(table.name for table in orm.metadata.sorted_tables)
-    with postgres_engine.begin() as connection:
+    with postgres_session_engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
-def sqlite_session_factory(tmp_path: Path, mappers: None) -> Iterator[sessionmaker[Session]]:
+def sqlite_engine(tmp_path: Path, mappers: None) -> Iterator[Engine]:
     engine = database.make_engine(f"sqlite:///{tmp_path / 'allocation.sqlite3'}")
     orm.metadata.create_all(engine)
-    yield database.session_factory(engine)
+    yield engine
     engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def session_factory(request: pytest.FixtureRequest) -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = request.getfixturevalue(f"{request.param}_session_factory")
-    return factory
+def engine(request: pytest.FixtureRequest) -> Engine:
+    chosen: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return chosen
+
+
+def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(sql), params)]
+
+
+def scalar(engine: Engine, sql: str, **params: object) -> object:
+    [(value,)] = rows(engine, sql, **params)
+    return value

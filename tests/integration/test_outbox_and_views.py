@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, text
 
 from allocation import bootstrap
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -16,94 +15,89 @@ from allocation.domain.exceptions import OutOfStockError
 from allocation.service_layer import relay
 from allocation.service_layer.read_model import rebuild_allocations_view
 from tests.fakes import FakeNotifications, FakePublisher
+from tests.integration.conftest import rows
 
 
-def bus_for(factory: sessionmaker[Session]) -> bootstrap.MessageBus:
+def bus_for(engine: Engine) -> bootstrap.MessageBus:
     return bootstrap.bootstrap(
         Settings(),
-        uow_factory=lambda: SqlAlchemyUnitOfWork(factory),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(engine),
         notifications=FakeNotifications(),
     )
 
 
-def rows(factory: sessionmaker[Session], sql: str) -> list[tuple[object, ...]]:
-    with factory() as session:
-        return [tuple(r) for r in session.execute(text(sql))]
-
-
 def test_allocation_commits_view_row_and_outbox_message_together(
-    session_factory: sessionmaker[Session],
+    engine: Engine,
 ) -> None:
-    bus = bus_for(session_factory)
+    bus = bus_for(engine)
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))
     bus.handle(commands.Allocate("o1", "LAMP", 2))
     with pytest.raises(OutOfStockError):
         bus.handle(commands.Allocate("o2", "LAMP", 20))
-    assert rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view") == [
+    assert rows(engine, "SELECT orderid, sku, batchref FROM allocations_view") == [
         ("o1", "LAMP", "b1")
     ]
-    assert rows(session_factory, "SELECT channel, sent_at FROM outbox ORDER BY id") == [
+    assert rows(engine, "SELECT channel, sent_at FROM outbox ORDER BY id") == [
         ("line_allocated", None),
         ("out_of_stock", None),
     ]
 
 
 def test_a_rolled_back_change_leaves_no_view_row_or_message(
-    session_factory: sessionmaker[Session],
+    engine: Engine,
 ) -> None:
-    bus_for(session_factory).handle(commands.CreateBatch("b1", "LAMP", 10))
-    with SqlAlchemyUnitOfWork(session_factory) as uow:
-        product = uow.products.get("LAMP")
+    bus_for(engine).handle(commands.CreateBatch("b1", "LAMP", 10))
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        product = uow.products.get("LAMP", orderid="o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 1))
         uow.allocations_view.add("o1", "LAMP", "b1")  # as commit would, then no commit
-    assert rows(session_factory, "SELECT count(*) FROM allocations_view") == [(0,)]
-    assert rows(session_factory, "SELECT count(*) FROM outbox") == [(0,)]
+    assert rows(engine, "SELECT count(*) FROM allocations_view") == [(0,)]
+    assert rows(engine, "SELECT count(*) FROM outbox") == [(0,)]
 
 
 def test_the_relay_publishes_in_order_and_marks_sent(
-    session_factory: sessionmaker[Session],
+    engine: Engine,
 ) -> None:
-    bus = bus_for(session_factory)
+    bus = bus_for(engine)
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))
     for orderid in ("o1", "o2", "o3"):
         bus.handle(commands.Allocate(orderid, "LAMP", 1))
     publisher = FakePublisher()
 
-    assert len(relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2)) == 2
-    assert len(relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2)) == 1
-    assert relay.relay_pending(SqlAlchemyUnitOfWork(session_factory), publisher, 2) == []
+    assert len(relay.relay_pending(SqlAlchemyUnitOfWork(engine), publisher, 2)) == 2
+    assert len(relay.relay_pending(SqlAlchemyUnitOfWork(engine), publisher, 2)) == 1
+    assert relay.relay_pending(SqlAlchemyUnitOfWork(engine), publisher, 2) == []
 
     assert [p["orderid"] for p in publisher.on("line_allocated")] == ["o1", "o2", "o3"]
     assert len({p["message_id"] for p in publisher.on("line_allocated")}) == 3
-    assert relay.backlog(SqlAlchemyUnitOfWork(session_factory)).unsent == 0
-    assert relay.prune_sent(SqlAlchemyUnitOfWork(session_factory), timedelta(hours=1)) == 0
-    assert relay.prune_sent(SqlAlchemyUnitOfWork(session_factory), timedelta(hours=-1)) == 3
+    assert relay.backlog(SqlAlchemyUnitOfWork(engine)).unsent == 0
+    assert relay.prune_sent(SqlAlchemyUnitOfWork(engine), timedelta(hours=1)) == 0
+    assert relay.prune_sent(SqlAlchemyUnitOfWork(engine), timedelta(hours=-1)) == 3
 
 
 def test_rebuild_restores_exactly_the_current_allocations(
-    session_factory: sessionmaker[Session],
+    engine: Engine,
 ) -> None:
-    bus = bus_for(session_factory)
+    bus = bus_for(engine)
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))
     bus.handle(commands.CreateBatch("b2", "RUG", 10))
     for orderid, sku in (("o1", "LAMP"), ("o2", "LAMP"), ("o3", "RUG"), ("o1", "RUG")):
         bus.handle(commands.Allocate(orderid, sku, 1))
-    expected = rows(
-        session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2"
-    )
-    with session_factory() as session:
-        session.execute(text("DELETE FROM allocations_view WHERE orderid = 'o1'"))
-        session.execute(text("UPDATE allocations_view SET batchref = 'wrong' WHERE orderid = 'o2'"))
-        session.execute(text("INSERT INTO allocations_view VALUES ('ghost', 'LAMP', 'b1')"))
-        session.commit()
+    expected = rows(engine, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2")
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM allocations_view WHERE orderid = 'o1'"))
+        connection.execute(
+            text("UPDATE allocations_view SET batchref = 'wrong' WHERE orderid = 'o2'")
+        )
+        connection.execute(text("INSERT INTO allocations_view VALUES ('ghost', 'LAMP', 'b1')"))
 
-    report = rebuild_allocations_view(SqlAlchemyUnitOfWork(session_factory))
+    report = rebuild_allocations_view(SqlAlchemyUnitOfWork(engine))
 
     assert (report.added, report.removed, report.corrected, report.unchanged) == (2, 1, 1, 1)
     assert (
-        rows(session_factory, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2")
+        rows(engine, "SELECT orderid, sku, batchref FROM allocations_view ORDER BY 1, 2")
         == expected
     )
-    again = rebuild_allocations_view(SqlAlchemyUnitOfWork(session_factory))
+    again = rebuild_allocations_view(SqlAlchemyUnitOfWork(engine))
     assert (again.added, again.removed, again.corrected, again.unchanged) == (0, 0, 0, 4)

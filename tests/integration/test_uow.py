@@ -7,21 +7,20 @@ import time
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from allocation import bootstrap
+from allocation.adapters import repository
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, model
 from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError
 from tests.fakes import FakeNotifications
+from tests.integration.conftest import scalar
 
 
-def insert_product(
-    session_factory: sessionmaker[Session], sku: str, *batches: tuple[str, int]
-) -> None:
-    with SqlAlchemyUnitOfWork(session_factory) as uow:
+def insert_product(engine: Engine, sku: str, *batches: tuple[str, int]) -> None:
+    with SqlAlchemyUnitOfWork(engine) as uow:
         product = model.Product(sku)
         for ref, qty in batches:
             product.add_batch(model.Batch(ref, sku, qty))
@@ -29,41 +28,36 @@ def insert_product(
         uow.commit()
 
 
-def scalar(session_factory: sessionmaker[Session], sql: str, **params: object) -> object:
-    with session_factory() as session:
-        return session.execute(text(sql), params).scalar_one()
-
-
-def test_commit_makes_the_allocation_durable(session_factory: sessionmaker[Session]) -> None:
-    insert_product(session_factory, "LAMP", ("b1", 10))
-    with SqlAlchemyUnitOfWork(session_factory) as uow:
-        product = uow.products.get("LAMP")
+def test_commit_makes_the_allocation_durable(engine: Engine) -> None:
+    insert_product(engine, "LAMP", ("b1", 10))
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        product = uow.products.get("LAMP", orderid="o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 3))
         uow.commit()
         assert list(uow.collect_new_events())  # released only after the commit
-    assert scalar(session_factory, "SELECT count(*) FROM allocations") == 1
-    assert scalar(session_factory, "SELECT version_number FROM products") == 2
+    assert scalar(engine, "SELECT count(*) FROM allocations") == 1
+    assert scalar(engine, "SELECT version_number FROM products") == 2
 
 
-def test_leaving_without_commit_rolls_back(session_factory: sessionmaker[Session]) -> None:
-    insert_product(session_factory, "LAMP", ("b1", 10))
-    with SqlAlchemyUnitOfWork(session_factory) as uow:
-        product = uow.products.get("LAMP")
+def test_leaving_without_commit_rolls_back(engine: Engine) -> None:
+    insert_product(engine, "LAMP", ("b1", 10))
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        product = uow.products.get("LAMP", orderid="o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 3))
     assert list(uow.collect_new_events()) == []
-    assert scalar(session_factory, "SELECT count(*) FROM allocations") == 0
+    assert scalar(engine, "SELECT count(*) FROM allocations") == 0
 
 
-def test_an_error_rolls_back(session_factory: sessionmaker[Session]) -> None:
-    insert_product(session_factory, "LAMP", ("b1", 10))
-    with pytest.raises(RuntimeError), SqlAlchemyUnitOfWork(session_factory) as uow:
-        product = uow.products.get("LAMP")
+def test_an_error_rolls_back(engine: Engine) -> None:
+    insert_product(engine, "LAMP", ("b1", 10))
+    with pytest.raises(RuntimeError), SqlAlchemyUnitOfWork(engine) as uow:
+        product = uow.products.get("LAMP", orderid="o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 3))
         raise RuntimeError("boom")
-    assert scalar(session_factory, "SELECT count(*) FROM allocations") == 0
+    assert scalar(engine, "SELECT count(*) FROM allocations") == 0
 
 
 def run_together(*actions: Callable[[], object]) -> list[object]:
@@ -83,20 +77,29 @@ def run_together(*actions: Callable[[], object]) -> list[object]:
     return results
 
 
+class UnlockedRepository(repository.SqlAlchemyRepository):
+    """Reads a product without taking its row lock, as a careless writer might."""
+
+    def _get(self, sku: str, orderid: str | None) -> model.Product | None:
+        params = {"sku": sku, "orderid": orderid or ""}
+        return self._load(None, repository.PRODUCT_WITH_LINES_OF_ORDER, params, with_lines=True)
+
+
 def test_two_transactions_on_one_version_cannot_both_commit(
-    postgres_session_factory: sessionmaker[Session],
+    postgres_engine: Engine,
 ) -> None:
     """The guarantee itself: even two writers that read the product without the
     repository's row lock cannot both commit a change of the same version."""
-    factory = postgres_session_factory
+    factory = postgres_engine
     insert_product(factory, "HOT", ("b1", 10))
     both_loaded = threading.Barrier(2, timeout=10)
 
     def allocate(orderid: str) -> str:
         with SqlAlchemyUnitOfWork(factory) as uow:
             assert uow.session is not None
-            product = uow.session.scalars(select(model.Product).filter_by(sku="HOT")).one()
-            uow.products.seen.add(product)
+            uow.products = uow._repository = UnlockedRepository(uow.session)
+            product = uow.products.get("HOT", orderid=orderid)
+            assert product is not None
             product.allocate(model.OrderLine(orderid, "HOT", 6))
             both_loaded.wait()
             uow.commit()
@@ -113,9 +116,9 @@ def test_two_transactions_on_one_version_cannot_both_commit(
 
 
 def test_the_repository_makes_a_second_writer_wait_for_the_first(
-    postgres_session_factory: sessionmaker[Session],
+    postgres_engine: Engine,
 ) -> None:
-    factory = postgres_session_factory
+    factory = postgres_engine
     insert_product(factory, "HOT", ("b1", 10))
     first_loaded, second_started = threading.Event(), threading.Event()
 
@@ -145,9 +148,9 @@ def test_the_repository_makes_a_second_writer_wait_for_the_first(
 
 
 def test_concurrent_allocations_through_the_bus_retry_and_never_oversell(
-    postgres_session_factory: sessionmaker[Session],
+    postgres_engine: Engine,
 ) -> None:
-    factory = postgres_session_factory
+    factory = postgres_engine
     insert_product(factory, "HOT", ("b1", 5))
     bus = bootstrap.bootstrap(
         Settings(commit_attempts=30),
@@ -170,9 +173,9 @@ def test_concurrent_allocations_through_the_bus_retry_and_never_oversell(
 
 
 def test_the_same_line_sent_twice_at_once_is_allocated_once(
-    postgres_session_factory: sessionmaker[Session],
+    postgres_engine: Engine,
 ) -> None:
-    factory = postgres_session_factory
+    factory = postgres_engine
     insert_product(factory, "HOT", ("b1", 10))
     bus = bootstrap.bootstrap(
         Settings(),

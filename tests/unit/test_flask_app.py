@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ from tests.fakes import FakeNotifications
 
 @pytest.fixture
 def client(fake_service: FakeService) -> Iterator[FlaskClient]:
-    app = create_app(Settings(max_request_bytes=4096), bus=fake_service.bus)
+    app = create_app(Settings(max_request_bytes=4096), service=fake_service.api)
     yield app.test_client()
 
 
@@ -161,7 +162,8 @@ def test_an_unexpected_error_is_a_json_500_without_internals(
         uow_factory=broken_uow,  # type: ignore[arg-type]
         notifications=FakeNotifications(),
     )
-    client = create_app(Settings(), bus=bus).test_client()
+    service = dataclasses.replace(fake_service.api, bus=bus)
+    client = create_app(Settings(), service=service).test_client()
     response = client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 1})
     assert response.status_code == 500
     assert response.get_json() == {"message": "Internal server error"}
@@ -171,7 +173,7 @@ def test_an_unexpected_error_is_a_json_500_without_internals(
 class TestApiToken:
     @pytest.fixture
     def guarded(self, fake_service: FakeService) -> FlaskClient:
-        return create_app(Settings(api_token="s3cret"), bus=fake_service.bus).test_client()
+        return create_app(Settings(api_token="s3cret"), service=fake_service.api).test_client()
 
     def test_writes_need_the_bearer_token(
         self, guarded: FlaskClient, fake_service: FakeService

@@ -24,7 +24,7 @@ from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
 
 
 def view_of(service: FakeService, orderid: str) -> list[dict[str, str]]:
-    return views.allocations(orderid, service.bus.uow_factory)
+    return views.allocations(orderid, service.api.read_model)
 
 
 class TestAddBatch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -32,7 +33,9 @@ def readiness() -> SwitchableReadiness:
 
 @pytest.fixture
 def client(fake_service: FakeService, readiness: SwitchableReadiness) -> Iterator[FlaskClient]:
-    yield create_app(Settings(), bus=fake_service.bus, readiness=readiness).test_client()
+    yield create_app(
+        Settings(), service=dataclasses.replace(fake_service.api, readiness=readiness)
+    ).test_client()
 
 
 def test_health_says_the_process_is_alive(client: FlaskClient) -> None:

@@ -29,7 +29,7 @@ SPEC = openapi.build_spec()
 
 @pytest.fixture
 def app(fake_service: FakeService) -> Flask:
-    app = create_app(Settings(max_request_bytes=4096), bus=fake_service.bus)
+    app = create_app(Settings(max_request_bytes=4096), service=fake_service.api)
     # create_app will call register_docs itself; until then, the test does.
     if "openapi_json" not in app.view_functions:
         openapi.register_docs(app)

@@ -16,8 +16,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from allocation.adapters import orm
 
@@ -35,36 +36,64 @@ MIGRATION_LOCK_KEY = 4_172_937_220_190_581_001
 def make_engine(database_url: str, autocommit: bool = False) -> Engine:
     """An engine and its pool. Writes rely on PostgreSQL's default, READ COMMITTED
     (the version check and the row lock make it safe); ``autocommit`` is for reads,
-    which then need no BEGIN or ROLLBACK round trip."""
+    which then need no BEGIN or ROLLBACK round trip.
+
+    Pooled connections are not checked before use (that would be one more round
+    trip per request): one the server dropped fails once, the pool then replaces
+    all of its connections, and the caller runs the request again.
+    """
     url = make_url(database_url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
-        # Writes check a pooled connection before use, so none is sent into a
-        # connection the server dropped (say, on restart); reads skip the round trip
-        # and are retried instead (views.allocations), which is safe for a read.
-        pool_pre_ping=not autocommit,
         connect_args={"connect_timeout": 3},
         pool_size=10,
         max_overflow=10,
+        # An autocommit connection has nothing to roll back when it returns.
+        pool_reset_on_return=None if autocommit else "rollback",
         **options,
     )
+    return engine
 
 
-def is_postgresql(session: Session) -> bool:
-    """Whether the session's database is PostgreSQL (some statements exist only there)."""
-    return session.get_bind().dialect.name == "postgresql"
+def is_postgresql(session: Session | Connection) -> bool:
+    """Whether the database is PostgreSQL (some statements exist only there)."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    return bind.dialect.name == "postgresql"
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions flush only on commit: a lazy load in the middle of a change must not
-    write half of it (a line moving between batches would be deleted, not moved).
-    Nothing is read after commit, so nothing needs expiring then."""
-    return sessionmaker(bind=engine, autoflush=False, expire_on_commit=False)
+def is_unavailable(error: sa_exc.DBAPIError) -> bool:
+    """Lost or refused connections, as opposed to errors in what we asked."""
+    if error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.InterfaceError):
+        return True
+    if isinstance(error, sa_exc.OperationalError):
+        sqlstate = getattr(error.orig, "pgcode", None)
+        # No SQLSTATE: the driver never reached the server. Class 08: connection
+        # exception; 57P0x: the server is shutting down or cannot accept connections.
+        if sqlstate is None:
+            return "database is locked" not in str(error.orig)
+        return str(sqlstate).startswith(("08", "57P"))
+    return False
+
+
+# PostgreSQL SQLSTATEs that mean "another transaction got there first".
+_CONFLICT_SQLSTATES = {"23505", "40001", "40P01"}
+
+
+def is_conflict(error: sa_exc.DBAPIError) -> bool:
+    """Unique violations, serialization failures and deadlocks resolve on retry."""
+    sqlstate = getattr(error.orig, "pgcode", None)
+    if sqlstate in _CONFLICT_SQLSTATES:
+        return True
+    message = str(error.orig).lower()
+    # SQLite reports a lost write race as a lock or a uniqueness failure.
+    return "database is locked" in message or "unique constraint failed" in message
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

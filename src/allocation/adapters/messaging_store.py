@@ -6,10 +6,12 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, Integer, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from allocation.adapters import database, orm
+from allocation.adapters.statements import WriteBatch, param, statement
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractDeadLetters,
@@ -26,7 +28,54 @@ NOTIFY_CHANNEL = "allocation_outbox"
 RELAY_LOCK_KEY = 4_711_001
 
 
-_OUTBOX_INSERT = insert(orm.outbox)
+_O = orm.outbox
+_KEY = param("lock_key", BigInteger)
+OUTBOX_INSERT = statement(
+    "insert_outbox_message",
+    insert(_O)
+    .values(
+        message_id=param("message_id", _O.c.message_id),
+        channel=param("channel", _O.c.channel),
+        sku=param("sku", _O.c.sku),
+        payload=param("payload", _O.c.payload),
+        occurred_at=param("occurred_at", _O.c.occurred_at),
+    )
+    .inline(),
+)
+_PENDING_COLUMNS = (
+    _O.c.id,
+    _O.c.message_id,
+    _O.c.channel,
+    _O.c.sku,
+    _O.c.payload,
+    _O.c.occurred_at,
+)
+_LIMIT = param("limit", Integer)
+OUTBOX_PENDING = statement(
+    "pending_outbox_messages",
+    # The advisory lock is a one-time filter: another relay holding it means no rows.
+    select(*_PENDING_COLUMNS)
+    .where(_O.c.sent_at.is_(None), select(func.pg_try_advisory_xact_lock(_KEY)).scalar_subquery())
+    .order_by(_O.c.id)
+    .limit(_LIMIT),
+    select(*_PENDING_COLUMNS).where(_O.c.sent_at.is_(None)).order_by(_O.c.id).limit(_LIMIT),
+)
+OUTBOX_MARK_SENT = statement(
+    "mark_outbox_messages_sent",
+    update(_O)
+    .where(_O.c.id == any_(param("ids", ARRAY(BigInteger))))
+    .values(sent_at=param("sent_at", _O.c.sent_at)),
+    update(_O)
+    .where(_O.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(sent_at=param("sent_at", _O.c.sent_at)),
+)
+PROCESSED_INSERT = statement(
+    "insert_processed_message",
+    insert(orm.processed_messages).values(
+        message_id=param("message_id", orm.processed_messages.c.message_id),
+        processed_at=param("processed_at", orm.processed_messages.c.processed_at),
+    ),
+)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -39,12 +88,13 @@ def _utc_or_none(moment: datetime | None) -> datetime | None:
 
 
 class SqlAlchemyOutbox(AbstractOutbox):
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, writes: WriteBatch) -> None:
         self.session = session
+        self._writes = writes
 
     def add(self, message: OutboxMessage) -> None:
-        self.session.connection().execute(
-            _OUTBOX_INSERT,
+        self._writes.add(
+            OUTBOX_INSERT,
             {
                 "message_id": message.message_id,
                 "channel": message.channel,
@@ -55,52 +105,35 @@ class SqlAlchemyOutbox(AbstractOutbox):
         )
 
     def pending(self, limit: int) -> list[OutboxMessage]:
-        if (
-            database.is_postgresql(self.session)
-            and not self.session.execute(
-                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
-            ).scalar_one()
-        ):
-            return []
-        rows = self.session.execute(
-            select(orm.outbox)
-            .where(orm.outbox.c.sent_at.is_(None))
-            .order_by(orm.outbox.c.id)
-            .limit(limit)
-        )
+        params = {"lock_key": RELAY_LOCK_KEY, "limit": limit}
+        if not database.is_postgresql(self.session):
+            del params["lock_key"]
+        rows = OUTBOX_PENDING.execute(self.session.connection(), params)
         return [
             OutboxMessage(
-                row.message_id,
-                row.channel,
-                row.sku,
-                json.loads(row.payload),
-                _utc(row.occurred_at),
-                id=row.id,
+                message_id, channel, sku, json.loads(payload), _utc(occurred_at), id=row_id
             )
-            for row in rows
+            for row_id, message_id, channel, sku, payload, occurred_at in rows
         ]
 
     def mark_sent(self, ids: Sequence[int]) -> None:
-        self.session.execute(
-            update(orm.outbox).where(orm.outbox.c.id.in_(ids)).values(sent_at=datetime.now(UTC))
-        )
+        self._writes.add(OUTBOX_MARK_SENT, {"ids": list(ids), "sent_at": datetime.now(UTC)})
 
     def prune(self, sent_before: datetime) -> int:
-        result = self.session.execute(delete(orm.outbox).where(orm.outbox.c.sent_at < sent_before))
+        result = self.session.execute(delete(_O).where(_O.c.sent_at < sent_before))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def backlog(self) -> Backlog:
         row = self.session.execute(
-            select(func.count(), func.min(orm.outbox.c.occurred_at)).where(
-                orm.outbox.c.sent_at.is_(None)
-            )
+            select(func.count(), func.min(_O.c.occurred_at)).where(_O.c.sent_at.is_(None))
         ).one()
         return Backlog(unsent=int(row[0]), oldest=_utc_or_none(row[1]))
 
 
 class SqlAlchemyProcessedMessages(AbstractProcessedMessages):
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, writes: WriteBatch) -> None:
         self.session = session
+        self._writes = writes
 
     def contains(self, message_id: str) -> bool:
         table = orm.processed_messages
@@ -110,10 +143,8 @@ class SqlAlchemyProcessedMessages(AbstractProcessedMessages):
         return found is not None
 
     def add(self, message_id: str) -> None:
-        self.session.execute(
-            insert(orm.processed_messages).values(
-                message_id=message_id, processed_at=datetime.now(UTC)
-            )
+        self._writes.add(
+            PROCESSED_INSERT, {"message_id": message_id, "processed_at": datetime.now(UTC)}
         )
 
 

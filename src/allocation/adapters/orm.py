@@ -111,7 +111,13 @@ dead_letters = Table(
 
 
 def start_mappers() -> None:
-    """Maps the domain classes; safe to call more than once per process."""
+    """Maps the domain classes; safe to call more than once per process.
+
+    The mapping is how products are read (repository.py says which parts each
+    load fills in); the ORM never writes them: the repository turns changes into
+    statements of its own. Collections a load did not fill in raise when
+    touched, so no code can lean on lines that were never read.
+    """
     if mapper_registry.mappers:
         return
     mapper_registry.map_imperatively(model.OrderLine, allocations)
@@ -121,25 +127,14 @@ def start_mappers() -> None:
         properties={
             "_purchased_quantity": batches.c.purchased_quantity,
             "_allocated_quantity": batches.c.allocated_quantity,
-            # Lazy: a batch's lines are read only when the model touches them (to
-            # deallocate); the allocate path preloads just one order's lines.
-            "_allocations": relationship(
-                model.OrderLine,
-                collection_class=set,
-                lazy="select",
-                cascade="all, delete-orphan",
-            ),
+            "_allocations": relationship(model.OrderLine, collection_class=set, lazy="raise"),
         },
     )
     mapper_registry.map_imperatively(
         model.Product,
         products,
-        # The model increments version_number itself; the mapper adds
-        # "AND version_number = <the version we read>" to every UPDATE.
-        version_id_col=products.c.version_number,
-        version_id_generator=False,
         properties={
-            "batches": relationship(model.Batch, lazy="selectin", order_by=batches.c.id),
+            "batches": relationship(model.Batch, lazy="raise", order_by=batches.c.id),
         },
     )
     event.listen(model.Product, "load", _init_events)

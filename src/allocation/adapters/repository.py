@@ -1,138 +1,322 @@
-"""SQLAlchemy implementations of the repository and read-model ports."""
+"""The SQLAlchemy repository: products loaded through the classical mapping, written as rows.
+
+Loading goes through the imperative mapping (``orm.py``), from prepared
+statements on PostgreSQL. Writing does not use the ORM's flush: the repository
+remembers what it loaded and, at commit, turns the difference into a few
+pre-built statements that the Unit of Work sends in one round trip, ending with
+the versioned UPDATE of the product that makes the change conditional on
+nobody else having changed the product since it was read.
+"""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import (
-    Mapper,
-    QueryableAttribute,
-    Session,
-    class_mapper,
-    joinedload,
-    selectinload,
-)
-from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy import Executable, Select, and_, delete, insert, select, text, update
+from sqlalchemy.orm import Mapper, QueryableAttribute, Session, class_mapper, contains_eager
 
 from allocation.adapters import database, orm
+from allocation.adapters.statements import (
+    Statement,
+    WriteBatch,
+    bound,
+    mark_prepared,
+    param,
+    preamble,
+    statement,
+)
 from allocation.domain import model
-from allocation.service_layer.ports import (
-    AbstractAllocationsView,
-    AbstractRepository,
-    AllocationRow,
-)
+from allocation.service_layer.ports import AbstractRepository, AllocationRow
 
-# Hot statements are built once; each execution only binds its values.
-_LOCK_BY_SKU = (
-    select(orm.products.c.sku).where(orm.products.c.sku == bindparam("sku")).with_for_update()
+_P, _B, _A = orm.products, orm.batches, orm.allocations
+
+
+# -- reads: lock the product's row, then read it in a snapshot taken after the lock ----------
+
+LOCK_BY_SKU = statement(
+    "lock_product_by_sku",
+    select(_P.c.sku).where(_P.c.sku == param("sku", _P.c.sku)).with_for_update(),
 )
-_LOCK_BY_BATCHREF = (
-    select(orm.products.c.sku)
+LOCK_BY_BATCHREF = statement(
+    "lock_product_by_batchref",
+    select(_P.c.sku)
     .where(
-        orm.products.c.sku
-        == select(orm.batches.c.sku)
-        .where(orm.batches.c.reference == bindparam("ref"))
-        .scalar_subquery()
+        _P.c.sku
+        == select(_B.c.sku).where(_B.c.reference == param("ref", _B.c.reference)).scalar_subquery()
     )
-    .with_for_update()
+    .with_for_update(),
 )
-_VIEW = orm.allocations_view
-_VIEW_FOR_ORDER = (
-    select(_VIEW.c.sku, _VIEW.c.batchref)
-    .where(_VIEW.c.orderid == bindparam("orderid"))
-    .order_by(_VIEW.c.sku)
+
+_PRODUCT_COLUMNS = [_P.c.sku, _P.c.version_number]
+_BATCH_COLUMNS = [
+    _B.c.id,
+    _B.c.reference,
+    _B.c.sku,
+    _B.c.purchased_quantity,
+    _B.c.allocated_quantity,
+    _B.c.eta,
+]
+_LINE_COLUMNS = [_A.c.id, _A.c.batch_id, _A.c.orderid, _A.c.sku, _A.c.qty]
+
+
+def _product_rows(lines: Any | None) -> Select[Any]:
+    """The product, its batches and the lines that meet ``lines`` (none if None), a row each."""
+    joined = _P.outerjoin(_B, _B.c.sku == _P.c.sku)
+    columns = [*_PRODUCT_COLUMNS, *_BATCH_COLUMNS]
+    if lines is not None:
+        joined = joined.outerjoin(_A, lines)
+        columns += _LINE_COLUMNS
+    return select(*columns).select_from(joined).order_by(_B.c.id)
+
+
+_LINE_OF_BATCH = _A.c.batch_id == _B.c.id
+PRODUCT_WITH_BATCHES = statement(
+    "product_with_batches", _product_rows(None).where(_P.c.sku == param("sku", _P.c.sku))
 )
-_VIEW_DELETE = delete(_VIEW).where(
-    _VIEW.c.orderid == bindparam("orderid"), _VIEW.c.sku == bindparam("sku")
+PRODUCT_WITH_LINES_OF_ORDER = statement(
+    "product_with_lines_of_order",
+    _product_rows(and_(_LINE_OF_BATCH, _A.c.orderid == param("orderid", _A.c.orderid))).where(
+        _P.c.sku == param("sku", _P.c.sku)
+    ),
+)
+PRODUCT_WITH_ALL_LINES = statement(
+    "product_with_all_lines_by_batchref",
+    _product_rows(_LINE_OF_BATCH).where(
+        _P.c.sku
+        == select(_B.c.sku).where(_B.c.reference == param("ref", _B.c.reference)).scalar_subquery()
+    ),
+)
+
+# -- writes -----------------------------------------------------------------------------------
+
+INSERT_PRODUCT = statement(
+    "insert_product",
+    insert(_P)
+    .values(sku=param("sku", _P.c.sku), version_number=param("version", _P.c.version_number))
+    .inline(),
+)
+BUMP_VERSION = statement(
+    "bump_product_version",
+    update(_P)
+    .where(
+        _P.c.sku == param("sku", _P.c.sku),
+        _P.c.version_number == param("read_version", _P.c.version_number),
+    )
+    .values(version_number=param("version", _P.c.version_number)),
+)
+INSERT_BATCH = statement(
+    "insert_batch",
+    insert(_B)
+    .values(
+        reference=param("ref", _B.c.reference),
+        sku=param("sku", _B.c.sku),
+        purchased_quantity=param("purchased", _B.c.purchased_quantity),
+        allocated_quantity=param("allocated", _B.c.allocated_quantity),
+        eta=param("eta", _B.c.eta),
+    )
+    .inline(),
+)
+UPDATE_BATCH = statement(
+    "update_batch_quantities",
+    update(_B)
+    .where(_B.c.reference == param("ref", _B.c.reference))
+    .values(
+        purchased_quantity=param("purchased", _B.c.purchased_quantity),
+        allocated_quantity=param("allocated", _B.c.allocated_quantity),
+    ),
+)
+INSERT_LINE = statement(
+    "insert_order_line",
+    insert(_A)
+    .from_select(
+        ["batch_id", "orderid", "sku", "qty"],
+        select(
+            _B.c.id,
+            param("orderid", _A.c.orderid),
+            param("sku", _A.c.sku),
+            param("qty", _A.c.qty),
+        ).where(_B.c.reference == param("ref", _B.c.reference)),
+    )
+    .inline(),
+)
+DELETE_LINE = statement(
+    "delete_order_line",
+    delete(_A).where(
+        _A.c.orderid == param("orderid", _A.c.orderid), _A.c.sku == param("sku", _A.c.sku)
+    ),
 )
 
 
-@functools.cache
-def _view_upsert(on_postgresql: bool) -> Insert:
-    """INSERT … ON CONFLICT DO UPDATE, which both PostgreSQL and SQLite speak."""
-    insert = postgresql.insert(_VIEW) if on_postgresql else sqlite.insert(_VIEW)
-    return insert.on_conflict_do_update(
-        index_elements=[_VIEW.c.orderid, _VIEW.c.sku],
-        set_={"batchref": insert.excluded.batchref},
-    )
+@dataclass(frozen=True)
+class _BatchAsRead:
+    purchased: int
+    allocated: int
+    lines: frozenset[model.OrderLine] | None  # None: its lines were not loaded
+
+
+@dataclass(frozen=True)
+class _ProductAsRead:
+    """What the repository loaded: the baseline the changes are measured against."""
+
+    version: int
+    batches: dict[str, _BatchAsRead]
+
+    @classmethod
+    def of(cls, product: model.Product, with_lines: bool) -> _ProductAsRead:
+        return cls(
+            product.version_number,
+            {
+                b.reference: _BatchAsRead(
+                    b.purchased_quantity,
+                    b.allocated_quantity,
+                    b.allocations if with_lines else None,
+                )
+                for b in product.batches
+            },
+        )
 
 
 class SqlAlchemyRepository(AbstractRepository):
+    """Products through the classical mapping; changes written by ``write_changes``.
+
+    What each load includes is part of its contract: ``get(sku)`` reads the
+    batches but no order lines (touching them raises), ``get(sku, orderid)``
+    only that order's lines, ``get_by_batchref`` every line of the product.
+    """
+
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
+        self._as_read: dict[model.Product, _ProductAsRead | None] = {}
 
     def _add(self, product: model.Product) -> None:
-        self.session.add(product)
+        self._as_read[product] = None
 
     def _get(self, sku: str, orderid: str | None) -> model.Product | None:
-        self._lock(_LOCK_BY_SKU, {"sku": sku})
         if orderid is None:
-            return self.session.scalars(select(model.Product).filter_by(sku=sku)).first()
-        products = self.session.scalars(
-            _product_with_lines_of_order(), {"sku": sku, "orderid": orderid}
-        )
-        return products.unique().first()
+            return self._load(LOCK_BY_SKU, PRODUCT_WITH_BATCHES, {"sku": sku}, with_lines=False)
+        params = {"sku": sku, "orderid": orderid}
+        return self._load(LOCK_BY_SKU, PRODUCT_WITH_LINES_OF_ORDER, params, with_lines=True)
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
-        self._lock(_LOCK_BY_BATCHREF, {"ref": ref})
-        query = (
-            select(model.Product)
-            .join(orm.batches, orm.batches.c.sku == orm.products.c.sku)
-            .where(orm.batches.c.reference == ref)
-            .options(_all_lines())
-        )
-        return self.session.scalars(query).first()
+        return self._load(LOCK_BY_BATCHREF, PRODUCT_WITH_ALL_LINES, {"ref": ref}, with_lines=True)
 
-    def _lock(self, statement: Select[tuple[str]], params: dict[str, str]) -> None:
-        """Products are read to be changed: on PostgreSQL, lock the product's row first,
-        so a second writer of the same SKU waits instead of doing its work twice (SQLite
-        locks the whole database on write). The lock is its own statement: the product
-        is then read in a snapshot taken after the lock, batches and version alike. The
-        version check on commit stays the guarantee."""
-        if database.is_postgresql(self.session):
-            self.session.connection().execute(statement, params)
+    def _load(
+        self, lock: Statement | None, rows: Statement, params: dict[str, str], with_lines: bool
+    ) -> model.Product | None:
+        """Products are read to be changed: on PostgreSQL the product's row is locked
+        first, so a second writer of the same SKU waits instead of doing its work
+        twice, and the product is then read in a snapshot taken after the lock (the
+        two statements share one round trip). The versioned UPDATE at commit stays
+        the guarantee."""
+        connection = self.session.connection()
+        if database.is_postgresql(connection):
+            info = connection.connection.info
+            query = _orm_query(lock, rows, with_lines, preamble(info))
+            product = self.session.scalars(query, params).unique().first()
+            mark_prepared(info)
+        else:
+            query = _orm_query(lock, rows, with_lines, None)
+            product = self.session.scalars(query, bound(params)).unique().first()
+        if product is not None:
+            if product in self._as_read:
+                raise RuntimeError(f"product {product.sku} was loaded twice in one Unit of Work")
+            self._as_read[product] = _ProductAsRead.of(product, with_lines)
+        return product
+
+    def write_changes(self, writes: WriteBatch) -> None:
+        """Queues the rows that changed since the products were read (or added)."""
+        for product, as_read in self._as_read.items():
+            _write_product(product, as_read, writes)
 
     def allocation_rows(self) -> set[AllocationRow]:
-        query = select(
-            orm.allocations.c.orderid, orm.allocations.c.sku, orm.batches.c.reference
-        ).join(orm.batches, orm.batches.c.id == orm.allocations.c.batch_id)
+        query = select(_A.c.orderid, _A.c.sku, _B.c.reference).join(_B, _B.c.id == _A.c.batch_id)
         return {(row[0], row[1], row[2]) for row in self.session.execute(query)}
 
 
-def _all_lines() -> ORMOption:
-    """Every line of every batch: a batch that shrinks hands its lines to the others."""
-    return selectinload(_mapped(model.Product, "batches")).selectinload(
-        _mapped(model.Batch, "_allocations")
-    )
+def _write_product(
+    product: model.Product, as_read: _ProductAsRead | None, writes: WriteBatch
+) -> None:
+    if as_read is None:
+        writes.add(INSERT_PRODUCT, {"sku": product.sku, "version": product.version_number})
+        as_read = _ProductAsRead(product.version_number, {})
+    changed = _write_batches(product, as_read, writes)
+    if changed or product.version_number != as_read.version:
+        version = {"sku": product.sku, "read_version": as_read.version}
+        writes.add_checked(BUMP_VERSION, {**version, "version": product.version_number})
 
 
-def _product_with_lines_of_order() -> Select[tuple[model.Product]]:
-    """The product, its batches and their lines of one order (bound as ``orderid``)
-    in one query; the collections then count as loaded, so the model reads no other
-    order's lines. Built once per mapping: the allocate path only binds values."""
-    mapper = class_mapper(model.Product)
-    query = _BUILT.get(mapper)
-    if query is None:
-        lines = _mapped(model.Batch, "_allocations")
-        query = (
-            select(model.Product)
-            .where(_mapped(model.Product, "sku") == bindparam("sku"))
-            .options(
-                joinedload(_mapped(model.Product, "batches")).joinedload(
-                    lines.and_(_mapped(model.OrderLine, "orderid") == bindparam("orderid"))
-                )
+def _write_batches(product: model.Product, as_read: _ProductAsRead, writes: WriteBatch) -> bool:
+    """Queues new and changed batches and their lines; True if anything changed."""
+    removed: list[tuple[str, model.OrderLine]] = []
+    added: list[tuple[str, model.OrderLine]] = []
+    changed = False
+    for batch in product.batches:
+        read = as_read.batches.get(batch.reference)
+        quantities = {"purchased": batch.purchased_quantity, "allocated": batch.allocated_quantity}
+        if read is None:
+            writes.add(
+                INSERT_BATCH,
+                {"ref": batch.reference, "sku": batch.sku, "eta": batch.eta, **quantities},
             )
+            read = _BatchAsRead(0, 0, frozenset())
+            changed = True
+        elif (read.purchased, read.allocated) != (
+            batch.purchased_quantity,
+            batch.allocated_quantity,
+        ):
+            writes.add(UPDATE_BATCH, {"ref": batch.reference, **quantities})
+            changed = True
+        if read.lines is not None:
+            lines = batch.allocations
+            removed += [(batch.reference, line) for line in read.lines - lines]
+            added += [(batch.reference, line) for line in lines - read.lines]
+    # Deletions first: a line moving to another batch keeps its (orderid, sku).
+    for _ref, line in removed:
+        writes.add(DELETE_LINE, {"orderid": line.orderid, "sku": line.sku})
+    for ref, line in added:
+        writes.add(
+            INSERT_LINE, {"ref": ref, "orderid": line.orderid, "sku": line.sku, "qty": line.qty}
         )
-        _BUILT[mapper] = query
-    return query
+    return changed or bool(removed or added)
 
 
-# Queries of mapped classes exist only once the classes are mapped (start_mappers).
-_BUILT: dict[Mapper[Any], Select[tuple[model.Product]]] = {}
+# -- the ORM side: the same rows, hydrated through the classical mapping ---------------------
+
+
+@functools.cache
+def _orm_query_for(
+    mapper: Mapper[Any],
+    lock: Statement | None,
+    rows: Statement,
+    with_lines: bool,
+    prefix: str | None,
+) -> Executable:
+    """The ORM query for a load: on PostgreSQL (``prefix`` not None) the prepared
+    statements by name, after what a new connection needs first (``preamble``);
+    elsewhere the statement itself."""
+    batches = _mapped(model.Product, "batches")
+    eager = contains_eager(batches)
+    columns = [*_PRODUCT_COLUMNS, *_BATCH_COLUMNS]
+    if with_lines:
+        eager = eager.contains_eager(_mapped(model.Batch, "_allocations"))
+        columns += _LINE_COLUMNS
+    if prefix is not None:
+        calls = [rows] if lock is None else [lock, rows]
+        call = prefix + "; ".join(c.call_with_named_parameters().text for c in calls)
+        # Matched to the columns by position: the prepared statement selects these.
+        source: Any = text(call).columns(*columns)
+    else:
+        source = rows.construct
+    return select(mapper).from_statement(source).options(eager)
+
+
+def _orm_query(
+    lock: Statement | None, rows: Statement, with_lines: bool, prefix: str | None
+) -> Executable:
+    return _orm_query_for(class_mapper(model.Product), lock, rows, with_lines, prefix)
 
 
 def _mapped(cls: type, name: str) -> QueryableAttribute[Any]:
@@ -140,26 +324,3 @@ def _mapped(cls: type, name: str) -> QueryableAttribute[Any]:
     (to mypy the model's attributes are plain values)."""
     attribute: QueryableAttribute[Any] = class_mapper(cls).attrs[name].class_attribute
     return attribute
-
-
-class SqlAlchemyAllocationsView(AbstractAllocationsView):
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def add(self, orderid: str, sku: str, batchref: str) -> None:
-        upsert = _view_upsert(database.is_postgresql(self.session))
-        self.session.connection().execute(
-            upsert, {"orderid": orderid, "sku": sku, "batchref": batchref}
-        )
-
-    def remove(self, orderid: str, sku: str) -> None:
-        self.session.connection().execute(_VIEW_DELETE, {"orderid": orderid, "sku": sku})
-
-    def for_order(self, orderid: str) -> list[dict[str, str]]:
-        rows = self.session.connection().execute(_VIEW_FOR_ORDER, {"orderid": orderid})
-        return [{"sku": sku, "batchref": batchref} for sku, batchref in rows]
-
-    def all_rows(self) -> set[AllocationRow]:
-        view = orm.allocations_view
-        rows = self.session.execute(select(view.c.orderid, view.c.sku, view.c.batchref))
-        return {(row[0], row[1], row[2]) for row in rows}

@@ -62,6 +62,14 @@ class DatabaseUnavailable(InfrastructureUnavailable):
         self.detail = detail
 
 
+class ConnectionDropped(DatabaseUnavailable):
+    """A pooled connection had been closed by the database (a restart, say).
+
+    The pool replaces its connections, so running the command again at once
+    works; every command here may safely run twice.
+    """
+
+
 class BrokerUnavailable(InfrastructureUnavailable):
     def __init__(self, detail: str = "") -> None:
         super().__init__("Redis is unavailable")

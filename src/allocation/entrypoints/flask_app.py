@@ -6,7 +6,6 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from urllib.parse import quote
 
 from flask import Flask, Response, g, jsonify, request
@@ -16,25 +15,19 @@ from allocation.adapters import metrics
 from allocation.config import Settings
 from allocation.entrypoints import errors, openapi, schemas
 from allocation.service_layer import log_context, relay
-from allocation.service_layer.messagebus import MessageBus, UnitOfWorkFactory
+from allocation.service_layer.messagebus import UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
-
-Readiness = Callable[[], dict[str, str]]
 
 
 def create_app(
     settings: Settings | None = None,
-    bus: MessageBus | None = None,
-    readiness: Readiness | None = None,
+    service: bootstrap.Api | None = None,
 ) -> Flask:
-    """Builds the app; pass a bus (and readiness check) to wire fakes, or settings for real ones."""
+    """Builds the app; pass the service's parts to wire fakes, or settings for real ones."""
     settings = settings or Settings()
-    if bus is None:
+    if service is None:
         service = bootstrap.api(settings)
-        bus, readiness, read_uow_factory = service.bus, service.readiness, service.read_uow_factory
-    else:
-        read_uow_factory = bus.uow_factory
     app = Flask("allocation")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -42,14 +35,14 @@ def create_app(
     _observe_requests(app)
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
-    _add_routes(app, bus, read_uow_factory, readiness or (lambda: {"database": "ok"}))
+    _add_routes(app, service)
     openapi.register_docs(app)
     return app
 
 
-def _add_routes(
-    app: Flask, bus: MessageBus, read_uow_factory: UnitOfWorkFactory, readiness: Readiness
-) -> None:
+def _add_routes(app: Flask, service: bootstrap.Api) -> None:
+    bus, read_model = service.bus, service.read_model
+
     @app.post("/add_batch")
     def add_batch() -> tuple[Response, int]:
         cmd = schemas.parse(schemas.AddBatchRequest, request.get_data()).to_command()
@@ -66,7 +59,7 @@ def _add_routes(
     @app.get("/allocations/<path:orderid>")
     def allocations_for_order(orderid: str) -> tuple[Response, int]:
         orderid = schemas.parse_orderid(orderid)
-        result = views.allocations(orderid, read_uow_factory)
+        result = views.allocations(orderid, read_model)
         if not result:
             return errors.error_response(f"No allocations for order {orderid}", 404)
         return jsonify(result), 200
@@ -77,14 +70,14 @@ def _add_routes(
 
     @app.get("/ready")
     def ready() -> tuple[Response, int]:
-        checks = readiness()
+        checks = service.readiness()
         healthy = all(state in ("ok", "not configured") for state in checks.values())
         status = "ready" if healthy else "unavailable"
         return jsonify(status=status, checks=checks), 200 if healthy else 503
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        _update_outbox_gauges(read_uow_factory)
+        _update_outbox_gauges(service.uow_factory)
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
 

@@ -20,7 +20,7 @@ from tenacity import (
 )
 
 from allocation.domain import commands, events
-from allocation.domain.exceptions import ConcurrencyConflict
+from allocation.domain.exceptions import ConcurrencyConflict, ConnectionDropped
 from allocation.service_layer import log_context
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -74,7 +74,8 @@ class MessageBus:
                     logger.exception("handler %s failed for %r", _name(handler), event)
 
     def _run(self, handler: Handler, message: Message, queue: deque[events.Event]) -> Any:
-        """Calls the handler with a fresh Unit of Work, again on a concurrency conflict."""
+        """Calls the handler with a fresh Unit of Work, again on a concurrency conflict
+        or when the database had dropped the pooled connection it was given."""
         result = None
         with log_context.bound(**_describe(message)):
             for attempt in self._retrying(handler, message):
@@ -91,7 +92,8 @@ class MessageBus:
             if self._on_retry is not None:
                 self._on_retry()
             logger.info(
-                "concurrency conflict in %s for %r, attempt %d of %d",
+                "%s in %s for %r, attempt %d of %d",
+                _reason(state),
                 _name(handler),
                 message,
                 state.attempt_number,
@@ -99,12 +101,17 @@ class MessageBus:
             )
 
         return Retrying(
-            retry=retry_if_exception_type(ConcurrencyConflict),
+            retry=retry_if_exception_type((ConcurrencyConflict, ConnectionDropped)),
             stop=stop_after_attempt(self._max_attempts),
             wait=wait_random_exponential(multiplier=0.005, max=0.2),
             before_sleep=log_retry,
             reraise=True,
         )
+
+
+def _reason(state: RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return "dropped connection" if isinstance(error, ConnectionDropped) else "concurrency conflict"
 
 
 def _describe(message: Message) -> dict[str, str | None]:

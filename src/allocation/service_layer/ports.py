@@ -53,7 +53,8 @@ class AbstractRepository(abc.ABC):
 
 
 class AbstractAllocationsView(abc.ABC):
-    """The denormalized read model: which batch each (order, SKU) is allocated to."""
+    """The write side of the denormalized read model: which batch each (order, SKU) is
+    allocated to. Written through the Unit of Work, in the change's own transaction."""
 
     @abc.abstractmethod
     def add(self, orderid: str, sku: str, batchref: str) -> None:
@@ -63,11 +64,16 @@ class AbstractAllocationsView(abc.ABC):
     def remove(self, orderid: str, sku: str) -> None: ...
 
     @abc.abstractmethod
-    def for_order(self, orderid: str) -> list[dict[str, str]]:
-        """The order's allocations as ``{"sku", "batchref"}`` dicts, ordered by SKU."""
+    def all_rows(self) -> set[AllocationRow]: ...
+
+
+class AbstractReadModel(abc.ABC):
+    """The query side (CQRS): answers from the read models only, never from an aggregate,
+    and outside any Unit of Work. Sees every change committed before the call."""
 
     @abc.abstractmethod
-    def all_rows(self) -> set[AllocationRow]: ...
+    def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
+        """The order's allocations as ``{"sku", "batchref"}`` dicts, ordered by SKU."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ from allocation.service_layer.ports import (
 class AbstractUnitOfWork(abc.ABC):
     """Use once, as a context manager: leaving it without commit() rolls back.
 
-    Committing also records, in the same transaction, what the aggregates' new
-    events imply outside them: the read model's rows and the outbox messages.
+    Writes through the ports may be held back and sent at commit: read what you
+    need before you change it. Committing also records, in the same transaction,
+    what the aggregates' new events imply outside them: the read model's rows
+    and the outbox messages.
     The events are released (collect_new_events) only after that commit
     succeeded; a rollback discards them.
     """

@@ -1,0 +1,53 @@
+"""Pooled connections are not checked before use: one the server dropped is replaced at once."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
+
+from allocation import bootstrap
+from allocation.adapters import database
+from allocation.adapters.read_model import SqlReadModel
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.config import Settings
+from allocation.domain import commands
+from tests.fakes import FakeNotifications
+
+
+def drop_the_other_connections(engine: Engine) -> int:
+    """What a server restart does to a pool: its connections are closed under it.
+    Done from a connection of its own, outside the pool."""
+    outsider = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with outsider.connect() as connection:
+            dropped = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        outsider.dispose()
+    return int(dropped)
+
+
+def test_a_read_on_a_dropped_connection_is_retried(postgres_engine: Engine) -> None:
+    reads = database.make_engine(postgres_engine.url.render_as_string(False), autocommit=True)
+    try:
+        read_model = SqlReadModel(reads)
+        assert read_model.allocations_for_order("o1") == []  # a pooled connection now
+        assert drop_the_other_connections(postgres_engine) >= 1
+        assert read_model.allocations_for_order("o1") == []
+    finally:
+        reads.dispose()
+
+
+def test_a_command_on_a_dropped_connection_runs_again(postgres_engine: Engine) -> None:
+    bus = bootstrap.bootstrap(
+        Settings(),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(postgres_engine),
+        notifications=FakeNotifications(),
+    )
+    bus.handle(commands.CreateBatch("b1", "LAMP", 10))  # leaves a pooled connection
+    assert drop_the_other_connections(postgres_engine) >= 1
+    assert bus.handle(commands.Allocate("o1", "LAMP", 1)) == "b1"
