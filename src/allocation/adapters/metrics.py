@@ -8,6 +8,7 @@ that directory and /metrics adds them up.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,6 +51,22 @@ CONSUMER_MESSAGES = Counter(
     "Inbound messages by outcome",
     ["outcome"],  # applied, duplicate, dead-lettered, retry later
 )
+
+
+_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """Counts one answered request and its latency (series looked up once per labels)."""
+    series = _REQUEST_SERIES.get((endpoint, method, status))
+    if series is None:
+        series = (
+            REQUESTS.labels(endpoint, method, str(status)),
+            LATENCY.labels(endpoint, method),
+        )
+        _REQUEST_SERIES[(endpoint, method, status)] = series
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def count_event(event: events.Event, uow: AbstractUnitOfWork) -> None:

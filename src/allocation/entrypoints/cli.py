@@ -85,17 +85,17 @@ def migrate() -> None:
 @click.option("--port", default=5005, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--workers",
-    default=2,
-    show_default=True,
+    default=lambda: 2 * len(os.sched_getaffinity(0)),
+    show_default="2 per CPU",
     type=click.IntRange(1, 64),
-    help="Worker processes (each runs the app in its own interpreter).",
+    help="Worker processes, each with its own interpreter (no GIL shared between them).",
 )
 @click.option(
     "--threads",
-    default=4,
+    default=1,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Threads per worker.",
+    help="Requests each worker handles at once; more wait in the server's queue.",
 )
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API with granian."""

@@ -5,16 +5,15 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import uuid
 from urllib.parse import quote
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 from allocation import bootstrap, views
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints import errors, openapi, schemas
-from allocation.service_layer import log_context, relay
+from allocation.entrypoints import errors, observability, openapi, schemas
+from allocation.service_layer import relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
-    _observe_requests(app)
+    observability.install(app)
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
     _add_routes(app, service)
@@ -91,39 +90,6 @@ def _update_outbox_gauges(uow_factory: UnitOfWorkFactory) -> None:
     metrics.OUTBOX_UNSENT.set(backlog.unsent)
     age = 0.0 if backlog.oldest is None else time.time() - backlog.oldest.timestamp()
     metrics.OUTBOX_OLDEST_AGE.set(max(age, 0.0))
-
-
-def _observe_requests(app: Flask) -> None:
-    """Request ids in and out, one log line and the metrics for every request."""
-
-    @app.before_request
-    def start() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _usable_request_id(incoming) else uuid.uuid4().hex
-        g.started = time.perf_counter()
-        g.unbind_log_context = log_context.bind(request_id=g.request_id)
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-        metrics.LATENCY.labels(endpoint, request.method).observe(elapsed)
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        logger.info(
-            "%s %s %d %.1fms", request.method, request.path, response.status_code, elapsed * 1000
-        )
-        return response
-
-    @app.teardown_request
-    def unbind(_error: BaseException | None) -> None:
-        unbind = g.pop("unbind_log_context", None)
-        if unbind is not None:
-            unbind()
-
-
-def _usable_request_id(value: str) -> bool:
-    return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
 
 
 def _require_token_for_writes(app: Flask, token: str) -> None:

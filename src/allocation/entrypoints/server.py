@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 
 from flask import Flask
 from granian.constants import HTTPModes, Interfaces
@@ -27,7 +28,18 @@ HEADER_READ_TIMEOUT_MS = 10_000
 GRACEFUL_TIMEOUT_SECONDS = 10
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+AppFactory = Callable[[Settings], Flask]
+
+
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    app_factory: AppFactory | None = None,
+) -> None:
+    """Serves the service's app (or, for the benchmark, the one ``app_factory`` makes)."""
     metrics_dir = _metrics_directory()
     if "prometheus_client" in sys.modules and metrics_dir is not None:
         raise RuntimeError(
@@ -54,13 +66,14 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int) 
     )
     try:
         # Called in each worker after the fork: every worker has its own app and pools.
-        server.serve(target_loader=lambda _target: _load_app(settings))
+        factory = app_factory or _service_app
+        server.serve(target_loader=lambda _target: factory(settings))
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _load_app(settings: Settings) -> Flask:
+def _service_app(settings: Settings) -> Flask:
     from allocation.entrypoints.flask_app import create_app
 
     return create_app(settings)
