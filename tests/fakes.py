@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from allocation.service_layer.ports import (
     Backlog,
     DeadLetter,
 )
+from allocation.service_layer.product_changes import ProductChanges
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -42,27 +43,90 @@ class FakeStore:
     conflicts_to_raise: int = 0
 
 
+class LinesNotLoaded(Exception):
+    """The fake's word for the ORM's lazy='raise': this load did not read the lines."""
+
+
+class _NotLoaded:
+    """Stands for the lines of a batch that a load left out: any use raises."""
+
+    def _refuse(self, *_args: object) -> Any:
+        raise LinesNotLoaded("this load did not read the batch's order lines")
+
+    __iter__ = __contains__ = __len__ = add = remove = discard = _refuse
+
+
 class FakeRepository(AbstractRepository):
-    def __init__(self, products: dict[str, model.Product]) -> None:
+    """Hands out copies holding only what the real repository's load reads."""
+
+    def __init__(self, stored: dict[str, model.Product]) -> None:
         super().__init__()
-        self._products = products
+        self._stored = stored
 
     def _add(self, product: model.Product) -> None:
-        self._products[product.sku] = product
+        pass  # stored at commit, from changes()
 
-    def _get(self, sku: str, orderid: str | None) -> model.Product | None:
-        return self._products.get(sku)
+    def _get(self, sku: str) -> model.Product | None:
+        return self._copy(self._stored.get(sku), keep=None)
 
-    def _get_by_batchref(self, ref: str) -> model.Product | None:
-        return next((p for p in self._products.values() if p.batch(ref) is not None), None)
+    def _for_allocation(self, sku: str, orderid: str) -> model.Product | None:
+        return self._copy(self._stored.get(sku), keep=lambda line: line.orderid == orderid)
+
+    def _for_batch_change(self, ref: str) -> model.Product | None:
+        found = next((p for p in self._stored.values() if p.batch(ref) is not None), None)
+        return self._copy(found, keep=lambda _line: True)
+
+    def has_batch(self, ref: str) -> bool:
+        return any(p.batch(ref) is not None for p in self._stored.values())
 
     def allocation_rows(self) -> set[AllocationRow]:
         return {
             (line.orderid, line.sku, batch.reference)
-            for product in self._products.values()
+            for product in self._stored.values()
             for batch in product.batches
             for line in batch.allocations
         }
+
+    @staticmethod
+    def _copy(
+        product: model.Product | None, keep: Callable[[model.OrderLine], bool] | None
+    ) -> model.Product | None:
+        if product is None:
+            return None
+        loaded = copy.deepcopy(product)
+        loaded.events = []  # events are never stored
+        for batch in loaded.batches:
+            lines = batch._allocations
+            batch._allocations = _NotLoaded() if keep is None else {x for x in lines if keep(x)}  # type: ignore[assignment]
+        return loaded
+
+
+def store_changes(stored: dict[str, model.Product], changes: ProductChanges) -> None:
+    """What the real repository's rows amount to: the changes applied to the stored product."""
+    product = changes.product
+    if changes.is_new:
+        if product.sku in stored:  # the database's primary key says the same
+            raise ConcurrencyConflict("fake: product exists")
+        stored[product.sku] = copy.deepcopy(product)
+        return
+    target = stored[product.sku]
+    if target.version_number != changes.read_version:
+        raise ConcurrencyConflict("fake: version changed")
+    target.version_number = product.version_number
+    for batch in changes.new_batches:
+        target.batches.append(model.Batch(batch.reference, batch.sku, 0, batch.eta))
+    for batch in [*changes.new_batches, *changes.changed_batches]:
+        stored_batch = target.batch(batch.reference)
+        assert stored_batch is not None
+        stored_batch._purchased_quantity = batch.purchased_quantity
+        stored_batch._allocated_quantity = batch.allocated_quantity
+    for line in changes.removed_lines:
+        for stored_batch in target.batches:
+            stored_batch._allocations.discard(line)
+    for ref, line in changes.added_lines:
+        stored_batch = target.batch(ref)
+        assert stored_batch is not None
+        stored_batch._allocations.add(line)
 
 
 class FakeAllocationsView(AbstractAllocationsView):
@@ -152,9 +216,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     def __init__(self, store: FakeStore) -> None:
         super().__init__()
         self.store = store
-        self._products = copy.deepcopy(store.products)
-        for product in self._products.values():
-            product.events = []  # as the ORM's load hook does: events are never stored
+        self._products = copy.deepcopy(store.products)  # this transaction's rows
         self._view = dict(store.view)
         self._outbox = list(store.outbox)
         self._outbox_sent = set(store.outbox_sent)
@@ -170,6 +232,9 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         if self.store.conflicts_to_raise > 0:
             self.store.conflicts_to_raise -= 1
             raise ConcurrencyConflict("fake")
+        for changes in self.products.changes():
+            if changes.rows_changed:
+                store_changes(self._products, changes)
         self.store.products = copy.deepcopy(self._products)
         self.store.view = dict(self._view)
         self.store.outbox = list(self._outbox)

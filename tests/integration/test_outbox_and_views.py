@@ -48,7 +48,7 @@ def test_a_rolled_back_change_leaves_no_view_row_or_message(
 ) -> None:
     bus_for(engine).handle(commands.CreateBatch("b1", "LAMP", 10))
     with SqlAlchemyUnitOfWork(engine) as uow:
-        product = uow.products.get("LAMP", orderid="o1")
+        product = uow.products.for_allocation("LAMP", "o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 1))
         uow.allocations_view.add("o1", "LAMP", "b1")  # as commit would, then no commit

@@ -31,7 +31,7 @@ def insert_product(engine: Engine, sku: str, *batches: tuple[str, int]) -> None:
 def test_commit_makes_the_allocation_durable(engine: Engine) -> None:
     insert_product(engine, "LAMP", ("b1", 10))
     with SqlAlchemyUnitOfWork(engine) as uow:
-        product = uow.products.get("LAMP", orderid="o1")
+        product = uow.products.for_allocation("LAMP", "o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 3))
         uow.commit()
@@ -43,7 +43,7 @@ def test_commit_makes_the_allocation_durable(engine: Engine) -> None:
 def test_leaving_without_commit_rolls_back(engine: Engine) -> None:
     insert_product(engine, "LAMP", ("b1", 10))
     with SqlAlchemyUnitOfWork(engine) as uow:
-        product = uow.products.get("LAMP", orderid="o1")
+        product = uow.products.for_allocation("LAMP", "o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 3))
     assert list(uow.collect_new_events()) == []
@@ -53,7 +53,7 @@ def test_leaving_without_commit_rolls_back(engine: Engine) -> None:
 def test_an_error_rolls_back(engine: Engine) -> None:
     insert_product(engine, "LAMP", ("b1", 10))
     with pytest.raises(RuntimeError), SqlAlchemyUnitOfWork(engine) as uow:
-        product = uow.products.get("LAMP", orderid="o1")
+        product = uow.products.for_allocation("LAMP", "o1")
         assert product is not None
         product.allocate(model.OrderLine("o1", "LAMP", 3))
         raise RuntimeError("boom")
@@ -80,8 +80,8 @@ def run_together(*actions: Callable[[], object]) -> list[object]:
 class UnlockedRepository(repository.SqlAlchemyRepository):
     """Reads a product without taking its row lock, as a careless writer might."""
 
-    def _get(self, sku: str, orderid: str | None) -> model.Product | None:
-        params = {"sku": sku, "orderid": orderid or ""}
+    def _for_allocation(self, sku: str, orderid: str) -> model.Product | None:
+        params = {"sku": sku, "orderid": orderid}
         return self._load(None, repository.PRODUCT_WITH_LINES_OF_ORDER, params, with_lines=True)
 
 
@@ -98,7 +98,7 @@ def test_two_transactions_on_one_version_cannot_both_commit(
         with SqlAlchemyUnitOfWork(factory) as uow:
             assert uow.session is not None
             uow.products = uow._repository = UnlockedRepository(uow.session)
-            product = uow.products.get("HOT", orderid=orderid)
+            product = uow.products.for_allocation("HOT", orderid)
             assert product is not None
             product.allocate(model.OrderLine(orderid, "HOT", 6))
             both_loaded.wait()
@@ -124,7 +124,7 @@ def test_the_repository_makes_a_second_writer_wait_for_the_first(
 
     def first() -> object:
         with SqlAlchemyUnitOfWork(factory) as uow:
-            product = uow.products.get("HOT", orderid="o1")
+            product = uow.products.for_allocation("HOT", "o1")
             assert product is not None
             first_loaded.set()
             second_started.wait(10)
@@ -137,7 +137,7 @@ def test_the_repository_makes_a_second_writer_wait_for_the_first(
         first_loaded.wait(10)
         second_started.set()
         with SqlAlchemyUnitOfWork(factory) as uow:
-            product = uow.products.get("HOT", orderid="o2")  # blocks until first commits
+            product = uow.products.for_allocation("HOT", "o2")  # blocks until first commits
             assert product is not None
             result = product.allocate(model.OrderLine("o2", "HOT", 6))
             uow.commit()

@@ -11,7 +11,6 @@ nobody else having changed the product since it was read.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Executable, Select, and_, delete, insert, select, text, update
@@ -29,6 +28,7 @@ from allocation.adapters.statements import (
 )
 from allocation.domain import model
 from allocation.service_layer.ports import AbstractRepository, AllocationRow
+from allocation.service_layer.product_changes import ProductChanges
 
 _P, _B, _A = orm.products, orm.batches, orm.allocations
 
@@ -149,59 +149,30 @@ DELETE_LINE = statement(
 )
 
 
-@dataclass(frozen=True)
-class _BatchAsRead:
-    purchased: int
-    allocated: int
-    lines: frozenset[model.OrderLine] | None  # None: its lines were not loaded
-
-
-@dataclass(frozen=True)
-class _ProductAsRead:
-    """What the repository loaded: the baseline the changes are measured against."""
-
-    version: int
-    batches: dict[str, _BatchAsRead]
-
-    @classmethod
-    def of(cls, product: model.Product, with_lines: bool) -> _ProductAsRead:
-        return cls(
-            product.version_number,
-            {
-                b.reference: _BatchAsRead(
-                    b.purchased_quantity,
-                    b.allocated_quantity,
-                    b.allocations if with_lines else None,
-                )
-                for b in product.batches
-            },
-        )
-
-
 class SqlAlchemyRepository(AbstractRepository):
-    """Products through the classical mapping; changes written by ``write_changes``.
-
-    What each load includes is part of its contract: ``get(sku)`` reads the
-    batches but no order lines (touching them raises), ``get(sku, orderid)``
-    only that order's lines, ``get_by_batchref`` every line of the product.
-    """
+    """Products through the classical mapping; changes queued by ``write_changes``."""
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
-        self._as_read: dict[model.Product, _ProductAsRead | None] = {}
 
     def _add(self, product: model.Product) -> None:
-        self._as_read[product] = None
+        pass  # written by write_changes, like every other change
 
-    def _get(self, sku: str, orderid: str | None) -> model.Product | None:
-        if orderid is None:
-            return self._load(LOCK_BY_SKU, PRODUCT_WITH_BATCHES, {"sku": sku}, with_lines=False)
+    def _get(self, sku: str) -> model.Product | None:
+        return self._load(LOCK_BY_SKU, PRODUCT_WITH_BATCHES, {"sku": sku}, with_lines=False)
+
+    def _for_allocation(self, sku: str, orderid: str) -> model.Product | None:
         params = {"sku": sku, "orderid": orderid}
         return self._load(LOCK_BY_SKU, PRODUCT_WITH_LINES_OF_ORDER, params, with_lines=True)
 
-    def _get_by_batchref(self, ref: str) -> model.Product | None:
+    def _for_batch_change(self, ref: str) -> model.Product | None:
         return self._load(LOCK_BY_BATCHREF, PRODUCT_WITH_ALL_LINES, {"ref": ref}, with_lines=True)
+
+    def has_batch(self, ref: str) -> bool:
+        return (
+            self.session.execute(select(_B.c.id).where(_B.c.reference == ref)).first() is not None
+        )
 
     def _load(
         self, lock: Statement | None, rows: Statement, params: dict[str, str], with_lines: bool
@@ -212,75 +183,49 @@ class SqlAlchemyRepository(AbstractRepository):
         two statements share one round trip). The versioned UPDATE at commit stays
         the guarantee."""
         connection = self.session.connection()
-        if database.is_postgresql(connection):
-            info = connection.connection.info
-            query = _orm_query(lock, rows, with_lines, preamble(info))
-            product = self.session.scalars(query, params).unique().first()
-            mark_prepared(info)
-        else:
+        if not database.is_postgresql(connection):
             query = _orm_query(lock, rows, with_lines, None)
-            product = self.session.scalars(query, bound(params)).unique().first()
-        if product is not None:
-            if product in self._as_read:
-                raise RuntimeError(f"product {product.sku} was loaded twice in one Unit of Work")
-            self._as_read[product] = _ProductAsRead.of(product, with_lines)
+            return self.session.scalars(query, bound(params)).unique().first()
+        info = connection.connection.info
+        query = _orm_query(lock, rows, with_lines, preamble(info))
+        product = self.session.scalars(query, params).unique().first()
+        mark_prepared(info)
         return product
 
     def write_changes(self, writes: WriteBatch) -> None:
         """Queues the rows that changed since the products were read (or added)."""
-        for product, as_read in self._as_read.items():
-            _write_product(product, as_read, writes)
+        for changes in self.changes():
+            if changes.rows_changed:
+                _write(changes, writes)
 
     def allocation_rows(self) -> set[AllocationRow]:
         query = select(_A.c.orderid, _A.c.sku, _B.c.reference).join(_B, _B.c.id == _A.c.batch_id)
         return {(row[0], row[1], row[2]) for row in self.session.execute(query)}
 
 
-def _write_product(
-    product: model.Product, as_read: _ProductAsRead | None, writes: WriteBatch
-) -> None:
-    if as_read is None:
+def _write(changes: ProductChanges, writes: WriteBatch) -> None:
+    product = changes.product
+    if changes.is_new:
         writes.add(INSERT_PRODUCT, {"sku": product.sku, "version": product.version_number})
-        as_read = _ProductAsRead(product.version_number, {})
-    changed = _write_batches(product, as_read, writes)
-    if changed or product.version_number != as_read.version:
-        version = {"sku": product.sku, "read_version": as_read.version}
-        writes.add_checked(BUMP_VERSION, {**version, "version": product.version_number})
-
-
-def _write_batches(product: model.Product, as_read: _ProductAsRead, writes: WriteBatch) -> bool:
-    """Queues new and changed batches and their lines; True if anything changed."""
-    removed: list[tuple[str, model.OrderLine]] = []
-    added: list[tuple[str, model.OrderLine]] = []
-    changed = False
-    for batch in product.batches:
-        read = as_read.batches.get(batch.reference)
+    for batch in changes.new_batches:
         quantities = {"purchased": batch.purchased_quantity, "allocated": batch.allocated_quantity}
-        if read is None:
-            writes.add(
-                INSERT_BATCH,
-                {"ref": batch.reference, "sku": batch.sku, "eta": batch.eta, **quantities},
-            )
-            read = _BatchAsRead(0, 0, frozenset())
-            changed = True
-        elif (read.purchased, read.allocated) != (
-            batch.purchased_quantity,
-            batch.allocated_quantity,
-        ):
-            writes.add(UPDATE_BATCH, {"ref": batch.reference, **quantities})
-            changed = True
-        if read.lines is not None:
-            lines = batch.allocations
-            removed += [(batch.reference, line) for line in read.lines - lines]
-            added += [(batch.reference, line) for line in lines - read.lines]
+        writes.add(
+            INSERT_BATCH, {"ref": batch.reference, "sku": batch.sku, "eta": batch.eta, **quantities}
+        )
+    for batch in changes.changed_batches:
+        quantities = {"purchased": batch.purchased_quantity, "allocated": batch.allocated_quantity}
+        writes.add(UPDATE_BATCH, {"ref": batch.reference, **quantities})
     # Deletions first: a line moving to another batch keeps its (orderid, sku).
-    for _ref, line in removed:
+    for line in changes.removed_lines:
         writes.add(DELETE_LINE, {"orderid": line.orderid, "sku": line.sku})
-    for ref, line in added:
+    for ref, line in changes.added_lines:
         writes.add(
             INSERT_LINE, {"ref": ref, "orderid": line.orderid, "sku": line.sku, "qty": line.qty}
         )
-    return changed or bool(removed or added)
+    if not changes.is_new:
+        # Last: only the last statement of a round trip reports its row count.
+        version = {"sku": product.sku, "read_version": changes.read_version}
+        writes.add_checked(BUMP_VERSION, {**version, "version": product.version_number})
 
 
 # -- the ORM side: the same rows, hydrated through the classical mapping ---------------------

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
     with uow:
-        if uow.products.get_by_batchref(cmd.ref) is not None:
+        if uow.products.has_batch(cmd.ref):
             raise DuplicateBatch(cmd.ref)
         product = uow.products.get(cmd.sku)
         if product is None:
@@ -33,7 +33,7 @@ def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str:
     """Returns the batch reference; raises OutOfStockError after recording OutOfStock."""
     line = model.OrderLine(cmd.orderid, cmd.sku, cmd.qty)
     with uow:
-        product = uow.products.get(line.sku, orderid=line.orderid)
+        product = uow.products.for_allocation(line.sku, line.orderid)
         if product is None:
             raise InvalidSku(line.sku)
         batchref = product.allocate(line)
@@ -49,7 +49,7 @@ def change_batch_quantity(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOf
         if cmd.message_id is not None and uow.processed_messages.contains(cmd.message_id):
             logger.info("message %s was already applied; skipping it", cmd.message_id)
             return False
-        product = uow.products.get_by_batchref(cmd.ref)
+        product = uow.products.for_batch_change(cmd.ref)
         if product is None:
             raise UnknownBatch(cmd.ref)
         product.change_batch_quantity(cmd.ref, cmd.qty)

@@ -10,42 +10,78 @@ from typing import Any
 
 from allocation.domain import model
 from allocation.service_layer.messages import OutboxMessage
+from allocation.service_layer.product_changes import (
+    ProductAsRead,
+    ProductChanges,
+    changes_since,
+)
 
 AllocationRow = tuple[str, str, str]
 """(orderid, sku, batchref)"""
 
 
 class AbstractRepository(abc.ABC):
-    """Products by SKU or batch reference; remembers every product it handed out."""
+    """Products by SKU or batch reference, each load with a stated part of the order lines.
+
+    What a load leaves out is not in memory at all: touching the lines of a
+    batch whose lines were not loaded raises, so no code can decide on lines
+    it never saw. The repository remembers what it handed out and what it
+    read, so that a commit writes only what changed (``changes``).
+    """
 
     def __init__(self) -> None:
         self.seen: set[model.Product] = set()
+        self._as_read: dict[model.Product, ProductAsRead | None] = {}
 
     def add(self, product: model.Product) -> None:
+        """A new product, stored at commit."""
         self._add(product)
         self.seen.add(product)
+        self._as_read[product] = None
 
-    def get(self, sku: str, orderid: str | None = None) -> model.Product | None:
-        """The product; given an order id, its batches hold that order's lines, and
-        other orders' lines need not be in memory (the allocate path needs no more)."""
-        return self._track(self._get(sku, orderid))
+    def get(self, sku: str) -> model.Product | None:
+        """The product and its batches with their allocated quantities, but no order
+        lines. Enough to add a batch."""
+        return self._track(self._get(sku), with_lines=False)
 
-    def get_by_batchref(self, ref: str) -> model.Product | None:
-        return self._track(self._get_by_batchref(ref))
+    def for_allocation(self, sku: str, orderid: str) -> model.Product | None:
+        """The product and its batches, holding only the lines of order ``orderid``:
+        enough for Product.allocate, which looks at no other order's lines (the
+        batches' allocated quantities count them all)."""
+        return self._track(self._for_allocation(sku, orderid), with_lines=True)
 
-    def _track(self, product: model.Product | None) -> model.Product | None:
+    def for_batch_change(self, ref: str) -> model.Product | None:
+        """The product that has batch ``ref``, with every line of every batch: a batch
+        that shrinks hands its lines to the others."""
+        return self._track(self._for_batch_change(ref), with_lines=True)
+
+    def changes(self) -> list[ProductChanges]:
+        """What changed in every product handed out since it was read (or added)."""
+        return [changes_since(product, as_read) for product, as_read in self._as_read.items()]
+
+    def _track(self, product: model.Product | None, with_lines: bool) -> model.Product | None:
         if product is not None:
+            if product in self.seen:
+                raise RuntimeError(f"product {product.sku} was loaded twice in one Unit of Work")
             self.seen.add(product)
+            self._as_read[product] = ProductAsRead.of(product, with_lines)
         return product
+
+    @abc.abstractmethod
+    def has_batch(self, ref: str) -> bool:
+        """Whether any product has a batch with this reference."""
 
     @abc.abstractmethod
     def _add(self, product: model.Product) -> None: ...
 
     @abc.abstractmethod
-    def _get(self, sku: str, orderid: str | None) -> model.Product | None: ...
+    def _get(self, sku: str) -> model.Product | None: ...
 
     @abc.abstractmethod
-    def _get_by_batchref(self, ref: str) -> model.Product | None: ...
+    def _for_allocation(self, sku: str, orderid: str) -> model.Product | None: ...
+
+    @abc.abstractmethod
+    def _for_batch_change(self, ref: str) -> model.Product | None: ...
 
     @abc.abstractmethod
     def allocation_rows(self) -> set[AllocationRow]:

@@ -1,0 +1,87 @@
+"""What changed in a product since a repository read it: the rows a write must touch.
+
+A repository loads a stated part of a product (see AbstractRepository); it
+keeps a ProductAsRead of what it loaded, and at commit compares the product
+with it. Only what was loaded can have changed, so only that is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from allocation.domain import model
+
+
+@dataclass(frozen=True)
+class BatchAsRead:
+    purchased: int
+    allocated: int
+    lines: frozenset[model.OrderLine] | None  # None: this load did not read its lines
+
+
+@dataclass(frozen=True)
+class ProductAsRead:
+    version: int
+    batches: dict[str, BatchAsRead]
+
+    @classmethod
+    def of(cls, product: model.Product, with_lines: bool) -> ProductAsRead:
+        return cls(
+            product.version_number,
+            {
+                batch.reference: BatchAsRead(
+                    batch.purchased_quantity,
+                    batch.allocated_quantity,
+                    batch.allocations if with_lines else None,
+                )
+                for batch in product.batches
+            },
+        )
+
+
+@dataclass(frozen=True)
+class ProductChanges:
+    """A product's changes, in the order a write applies them."""
+
+    product: model.Product
+    read_version: int | None  # None: the product is new
+    new_batches: list[model.Batch] = field(default_factory=list)
+    changed_batches: list[model.Batch] = field(default_factory=list)
+    removed_lines: list[model.OrderLine] = field(default_factory=list)
+    added_lines: list[tuple[str, model.OrderLine]] = field(default_factory=list)  # (batchref, line)
+
+    @property
+    def is_new(self) -> bool:
+        return self.read_version is None
+
+    @property
+    def rows_changed(self) -> bool:
+        return bool(
+            self.is_new
+            or self.new_batches
+            or self.changed_batches
+            or self.removed_lines
+            or self.added_lines
+            or self.product.version_number != self.read_version
+        )
+
+
+def changes_since(product: model.Product, as_read: ProductAsRead | None) -> ProductChanges:
+    """The product's changes since it was read; everything, for a product never stored."""
+    changes = ProductChanges(product, None if as_read is None else as_read.version)
+    read_batches = {} if as_read is None else as_read.batches
+    for batch in product.batches:
+        read = read_batches.get(batch.reference)
+        if read is None:
+            changes.new_batches.append(batch)
+            read = BatchAsRead(batch.purchased_quantity, batch.allocated_quantity, frozenset())
+        elif (read.purchased, read.allocated) != (
+            batch.purchased_quantity,
+            batch.allocated_quantity,
+        ):
+            changes.changed_batches.append(batch)
+        if read.lines is not None:
+            lines = batch.allocations
+            changes.removed_lines.extend(read.lines - lines)
+            changes.added_lines.extend((batch.reference, line) for line in lines - read.lines)
+    return changes
