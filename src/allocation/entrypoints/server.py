@@ -2,7 +2,8 @@
 
 granian (a Rust HTTP server with a WSGI interface) was chosen by measurement:
 bench/README.md has the comparison with gunicorn and uWSGI. Its HTTP handling
-runs outside the GIL, so a slow client costs a socket, never a Python thread.
+runs outside the GIL: a client that is slow to send its request holds a
+connection, never a Python thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from allocation.entrypoints import logging_config
 
 # A client gets this long to send its request headers; a slower one is dropped.
 HEADER_READ_TIMEOUT_MS = 10_000
+# Open connections the whole server keeps (granian's default backlog).
+MAX_CONNECTIONS = 1024
 # On SIGTERM, requests in flight get this long to finish before a worker is killed.
 GRACEFUL_TIMEOUT_SECONDS = 10
 
@@ -51,10 +54,13 @@ def serve(
         port=port,
         interface=Interfaces.WSGI,
         workers=workers,
+        # At most `threads` requests per worker run in Python at once; the rest
+        # wait in granian, outside the GIL.
         blocking_threads=threads,
-        # At most `threads` requests per worker are in Python at once; the rest
-        # wait in granian's queue, outside the GIL.
-        backpressure=threads,
+        # granian's backpressure caps the connections a worker holds open, idle
+        # ones included: it must be far above `threads`, or a few slow or idle
+        # keep-alive clients would take every worker.
+        backpressure=MAX_CONNECTIONS // workers,
         http=HTTPModes.http1,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
