@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from allocation.domain import model
-from allocation.domain.exceptions import ConcurrencyConflict
+from allocation.domain.exceptions import ConcurrencyConflict, DatabaseUnavailable
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
@@ -40,7 +40,9 @@ class FakeStore:
     processed: set[str] = field(default_factory=set)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     commits: int = 0
+    commit_attempts: int = 0
     conflicts_to_raise: int = 0
+    outages_to_raise: int = 0
 
 
 class LinesNotLoaded(Exception):
@@ -229,6 +231,10 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.dead_letters = FakeDeadLetters(self._dead_letters)
 
     def _commit(self) -> None:
+        self.store.commit_attempts += 1
+        if self.store.outages_to_raise > 0:
+            self.store.outages_to_raise -= 1
+            raise DatabaseUnavailable("fake outage")
         if self.store.conflicts_to_raise > 0:
             self.store.conflicts_to_raise -= 1
             raise ConcurrencyConflict("fake")

@@ -19,7 +19,7 @@ from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, events
-from allocation.service_layer import handlers
+from allocation.service_layer import handlers, inbound
 from allocation.service_layer.messagebus import Handler, MessageBus, UnitOfWorkFactory
 from allocation.service_layer.ports import (
     AbstractNotifications,
@@ -88,6 +88,18 @@ def api(settings: Settings) -> Api:
     read_model = SqlReadModel(database.make_engine(settings.database_url, autocommit=True))
     redis_client = None if settings.redis_url is None else make_redis(settings.redis_url)
     return Api(bus, uow_factory, read_model, ReadinessProbe(engine, redis_client).check)
+
+
+def uow_factory(settings: Settings) -> UnitOfWorkFactory:
+    """Units of Work on the configured database, for work that is not the bus's."""
+    return sqlalchemy_uow_factory(make_engine(settings))
+
+
+def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> inbound.Inbox:
+    """The inbound-message use case: the bus applies, the Unit of Work dead-letters."""
+    factory = uow_factory(settings)
+    bus = bootstrap(settings, uow_factory=factory)
+    return inbound.Inbox(bus, factory, parse, settings.consumer_max_attempts, stop)
 
 
 def make_engine(settings: Settings) -> Engine:

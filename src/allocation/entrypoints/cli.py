@@ -124,7 +124,7 @@ def _serve_metrics(port: int | None) -> None:
 def consumer(metrics_port: int | None) -> None:
     """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
     from allocation import bootstrap
-    from allocation.entrypoints import redis_consumer
+    from allocation.entrypoints import redis_consumer, schemas
 
     settings = _settings()
     _serve_metrics(metrics_port)
@@ -132,9 +132,8 @@ def consumer(metrics_port: int | None) -> None:
         raise click.UsageError(
             "the consumer needs Redis: set REDIS_URL, e.g. redis://localhost:6379/0"
         )
-    bus = bootstrap.bootstrap(settings)
-    stop = _stop_on_signals()
-    redis_consumer.run(bus, bootstrap.make_redis(settings.redis_url), settings, stop)
+    inbox = bootstrap.inbox(settings, schemas.parse_change_batch_quantity, _stop_on_signals())
+    redis_consumer.run(inbox, bootstrap.make_redis(settings.redis_url), settings)
     logger.info("consumer stopped")
 
 
@@ -161,7 +160,7 @@ def outbox(as_json: bool) -> None:
     from allocation import bootstrap
     from allocation.service_layer import relay as outbox_relay
 
-    backlog = outbox_relay.backlog(bootstrap.bootstrap(_settings()).uow_factory())
+    backlog = outbox_relay.backlog(bootstrap.uow_factory(_settings())())
     age = None if backlog.oldest is None else (datetime.now(UTC) - backlog.oldest).total_seconds()
     if as_json:
         click.echo(json.dumps({"unsent": backlog.unsent, "oldest_age_seconds": age}))
@@ -185,7 +184,7 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
     from allocation import bootstrap
     from allocation.service_layer import dead_letters
 
-    letters = dead_letters.listing(bootstrap.bootstrap(_settings()).uow_factory(), include_redriven)
+    letters = dead_letters.listing(bootstrap.uow_factory(_settings())(), include_redriven)
     for letter in letters:
         if as_json:
             click.echo(
@@ -216,21 +215,16 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
 def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
     from allocation import bootstrap
-    from allocation.entrypoints.redis_consumer import Rejected, apply, parse
-    from allocation.service_layer import dead_letters
+    from allocation.entrypoints import schemas
+    from allocation.service_layer.inbound import Outcome, Rejected
 
-    bus = bootstrap.bootstrap(_settings())
-    letter = dead_letters.get(bus.uow_factory(), letter_id)
-    if letter is None:
-        raise click.ClickException(f"no dead letter {letter_id}")
-    if letter.redriven_at is not None:
-        raise click.ClickException(f"dead letter {letter_id} was already re-driven")
+    inbox = bootstrap.inbox(_settings(), schemas.parse_change_batch_quantity, threading.Event())
     try:
-        applied = apply(bus, parse(letter.payload), letter.message_id)
+        outcome = inbox.redrive(letter_id)
     except Rejected as error:
-        raise click.ClickException(f"still cannot apply it: {error}") from None
-    dead_letters.mark_redriven(bus.uow_factory(), letter_id)
-    click.echo(f"dead letter {letter_id} {'applied' if applied else 'was already applied'}")
+        raise click.ClickException(str(error)) from None
+    done = "applied" if outcome is Outcome.APPLIED else "was already applied"
+    click.echo(f"dead letter {letter_id} {done}")
 
 
 @main.command("rebuild-views", short_help="Rebuild allocations_view from the allocations.")
@@ -240,7 +234,7 @@ def rebuild_views() -> None:
     from allocation import bootstrap
     from allocation.service_layer.read_model import rebuild_allocations_view
 
-    report = rebuild_allocations_view(bootstrap.bootstrap(_settings()).uow_factory())
+    report = rebuild_allocations_view(bootstrap.uow_factory(_settings())())
     click.echo(
         f"added {report.added}, removed {report.removed}, corrected {report.corrected}, "
         f"unchanged {report.unchanged}"

@@ -9,138 +9,42 @@ dead letters instead of stopping the consumer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
-from enum import Enum
 from typing import Any
 
 import redis
 
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.domain.exceptions import (
-    AllocationError,
-    ConcurrencyConflict,
-    InfrastructureUnavailable,
-)
-from allocation.entrypoints import schemas
-from allocation.service_layer import dead_letters, log_context
-from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer import retry
+from allocation.service_layer.inbound import Inbox, Outcome
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = STREAM = "change_batch_quantity"
 GROUP = "allocation"
-MAX_BACKOFF_SECONDS = 2.0
-_TRANSIENT = (InfrastructureUnavailable, ConcurrencyConflict)
-
-
-class Outcome(Enum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    DEAD_LETTERED = "dead-lettered"
-    RETRY_LATER = "retry later"
-
-
-class Rejected(Exception):
-    """The message can never be applied as it is."""
-
-
-Message = schemas.ChangeBatchQuantityMessage
-
-
-def parse(data: bytes | str) -> Message:
-    """The message, or Rejected naming what is wrong with it."""
-    try:
-        return schemas.parse(Message, data)
-    except schemas.InvalidInput as error:
-        raise Rejected(f"malformed: {error}") from None
-
-
-def apply(bus: MessageBus, message: Message, fallback_id: str | None = None) -> bool:
-    """Applies one parsed message; False if its id was applied before.
-
-    Raises Rejected for a message that will never apply, and lets transient
-    errors (database down, lost races) through so the caller can retry.
-    """
-    try:
-        return bool(bus.handle(message.to_command(fallback_id)))
-    except _TRANSIENT:
-        raise
-    except AllocationError as error:
-        raise Rejected(str(error)) from None
 
 
 class Processor:
-    """Applies a message with bounded retries, dead-lettering what cannot be applied."""
+    """The inbox, with every outcome counted for /metrics."""
 
-    def __init__(self, bus: MessageBus, settings: Settings, stop: threading.Event) -> None:
-        self._bus = bus
-        self._attempts = settings.consumer_max_attempts
-        self._stop = stop
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
 
     def process(self, data: bytes, source: str, fallback_id: str | None = None) -> Outcome:
-        """Parses once, then applies with retries; every outcome is counted."""
-        try:
-            message = parse(data)
-        except Rejected as rejected:
-            with log_context.bound(message_id=fallback_id):
-                outcome = self._dead_letter(data, source, str(rejected), fallback_id)
-        else:
-            with log_context.bound(message_id=message.message_id or fallback_id):
-                outcome = self._apply(message, data, source, fallback_id)
+        outcome = self._inbox.process(data, source, fallback_id)
         metrics.CONSUMER_MESSAGES.labels(outcome.value).inc()
         return outcome
 
-    def _apply(
-        self, message: Message, data: bytes, source: str, fallback_id: str | None
-    ) -> Outcome:
-        error: Exception | None = None
-        for attempt in range(1, self._attempts + 1):
-            try:
-                applied = apply(self._bus, message, fallback_id)
-            except Rejected as rejected:
-                return self._dead_letter(data, source, str(rejected), fallback_id)
-            except Exception as failure:  # retried, then dead-lettered below
-                error = failure
-                logger.warning(
-                    "attempt %d/%d of %s message %r failed: %s",
-                    attempt,
-                    self._attempts,
-                    source,
-                    data,
-                    failure,
-                )
-                if self._stop.wait(min(0.1 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)):
-                    return Outcome.RETRY_LATER
-                continue
-            logger.info(
-                "%s %s message %r", "applied" if applied else "skipped duplicate", source, data
-            )
-            return Outcome.APPLIED if applied else Outcome.DUPLICATE
-        return self._dead_letter(
-            data, source, f"failed {self._attempts} times: {error}", fallback_id
-        )
 
-    def _dead_letter(
-        self, data: bytes, source: str, reason: str, message_id: str | None
-    ) -> Outcome:
-        payload = data.decode("utf-8", errors="replace")
-        try:
-            dead_letters.record(self._bus.uow_factory(), source, payload, reason, message_id)
-        except Exception:
-            logger.exception("could not dead-letter %s message %r (%s)", source, data, reason)
-            return Outcome.RETRY_LATER
-        logger.warning("dead-lettered %s message %r: %s", source, data, reason)
-        return Outcome.DEAD_LETTERED
-
-
-def run(bus: MessageBus, client: redis.Redis, settings: Settings, stop: threading.Event) -> None:
-    """Consumes the channel and the stream until stop is set."""
-    processor = Processor(bus, settings, stop)
+def run(inbox: Inbox, client: redis.Redis, settings: Settings) -> None:
+    """Consumes the channel and the stream until the inbox's stop is set."""
+    processor, stop = Processor(inbox), inbox.stop
     name = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
     loops: list[Callable[[], None]] = [
         lambda: _consume_channel(client, processor, stop),
@@ -156,15 +60,22 @@ def run(bus: MessageBus, client: redis.Redis, settings: Settings, stop: threadin
 
 
 def _reconnecting(loop: Callable[[], None], stop: threading.Event) -> None:
-    backoff = 0.1
-    while not stop.is_set():
-        try:
-            loop()
-            backoff = 0.1
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            logger.warning("lost Redis (%s); reconnecting in %.1fs", error, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+    """Runs the loop until stop is set, reconnecting with backoff when Redis goes away."""
+
+    def log_reconnect(state: retry.RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.warning("lost Redis (%s); reconnecting in %.1fs", retry.failure(state), wait)
+
+    policy = retry.policy(
+        (redis.ConnectionError, redis.TimeoutError),
+        attempts=None,
+        first_wait=0.1,
+        max_wait=2.0,
+        stop=stop,
+        before_sleep=log_reconnect,
+    )
+    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        policy(loop)  # raises only once stop was set while Redis was away
 
 
 def _consume_channel(client: redis.Redis, processor: Processor, stop: threading.Event) -> None:

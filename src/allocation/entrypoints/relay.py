@@ -11,7 +11,7 @@ from typing import Protocol
 from allocation.adapters import metrics
 from allocation.config import Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
-from allocation.service_layer import log_context, relay
+from allocation.service_layer import log_context, relay, retry
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 from allocation.service_layer.ports import AbstractPublisher
 
@@ -35,35 +35,45 @@ def run(
     stop: threading.Event,
 ) -> None:
     """Relays until stop is set; a batch in hand is finished before stopping."""
-    backoff = 0.05
     next_prune = time.monotonic()
     logger.info("relaying the outbox")
     while not stop.is_set():
         try:
-            sent = len(_relay_batch(uow_factory, publisher, settings.relay_batch_size))
+            sent = _retrying(stop)(_relay_batch, uow_factory, publisher, settings.relay_batch_size)
             if time.monotonic() >= next_prune:
-                _prune(settings, uow_factory)
+                _retrying(stop)(_prune, settings, uow_factory)
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-        except InfrastructureUnavailable as error:
-            logger.warning(
-                "%s (%s); retrying in %.2fs", error, getattr(error, "detail", ""), backoff
-            )
-            stop.wait(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            continue
-        except Exception:
-            logger.exception("relay step failed; retrying in %.2fs", backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            continue
-        backoff = 0.05
-        metrics.RELAY_PUBLISHED.inc(sent)
-        if sent < settings.relay_batch_size:
+        except Exception:  # only once stop is set: the policy retries everything until then
+            break
+        metrics.RELAY_PUBLISHED.inc(len(sent))
+        if len(sent) < settings.relay_batch_size:
             wakeup.wait(settings.relay_poll_seconds)
             # Let the commits that follow the first one join its batch: one round trip
             # per few messages instead of one per message, for a few ms of latency.
             stop.wait(settings.relay_linger_seconds)
     wakeup.close()
+
+
+def _retrying(stop: threading.Event) -> retry.Retrying:
+    """Every failure is retried until stop: the relay must never give up on the outbox."""
+
+    def log_retry(state: retry.RetryCallState) -> None:
+        error = retry.failure(state)
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        if isinstance(error, InfrastructureUnavailable):
+            detail = getattr(error, "detail", "")
+            logger.warning("%s (%s); retrying in %.2fs", error, detail, wait)
+        else:
+            logger.error("relay step failed; retrying in %.2fs", wait, exc_info=error)
+
+    return retry.policy(
+        (Exception,),
+        attempts=None,
+        first_wait=0.05,
+        max_wait=MAX_BACKOFF_SECONDS,
+        stop=stop,
+        before_sleep=log_retry,
+    )
 
 
 def _relay_batch(

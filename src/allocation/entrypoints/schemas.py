@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from allocation.domain import commands
+from allocation.service_layer.inbound import Rejected
 
 MAX_NAME_LENGTH = 255
 MAX_QUANTITY = 1_000_000_000
@@ -71,6 +72,18 @@ def parse(schema: type[Model], raw: bytes | str) -> Model:
         return schema.model_validate_json(raw)
     except ValidationError as error:
         raise InvalidInput(describe(error)) from None
+
+
+def parse_change_batch_quantity(
+    data: bytes | str, fallback_id: str | None
+) -> commands.ChangeBatchQuantity:
+    """The command a change_batch_quantity message asks for (the message's own id,
+    else ``fallback_id``), or Rejected naming everything wrong with it."""
+    try:
+        message = parse(ChangeBatchQuantityMessage, data)
+    except InvalidInput as error:
+        raise Rejected(f"malformed: {error}") from None
+    return message.to_command(fallback_id)
 
 
 def parse_orderid(raw: str) -> str:

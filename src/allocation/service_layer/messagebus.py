@@ -11,17 +11,11 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState, Retrying
 
 from allocation.domain import commands, events
 from allocation.domain.exceptions import ConcurrencyConflict, ConnectionDropped
-from allocation.service_layer import log_context
+from allocation.service_layer import log_context, retry
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -100,18 +94,20 @@ class MessageBus:
                 self._max_attempts,
             )
 
-        return Retrying(
-            retry=retry_if_exception_type((ConcurrencyConflict, ConnectionDropped)),
-            stop=stop_after_attempt(self._max_attempts),
-            wait=wait_random_exponential(multiplier=0.005, max=0.2),
+        # Jittered, so that writers that collided do not collide again.
+        return retry.policy(
+            (ConcurrencyConflict, ConnectionDropped),
+            attempts=self._max_attempts,
+            first_wait=0.005,
+            max_wait=0.2,
+            jitter=True,
             before_sleep=log_retry,
-            reraise=True,
         )
 
 
 def _reason(state: RetryCallState) -> str:
-    error = state.outcome.exception() if state.outcome is not None else None
-    return "dropped connection" if isinstance(error, ConnectionDropped) else "concurrency conflict"
+    dropped = isinstance(retry.failure(state), ConnectionDropped)
+    return "dropped connection" if dropped else "concurrency conflict"
 
 
 def _describe(message: Message) -> dict[str, str | None]:
