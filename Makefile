@@ -21,6 +21,9 @@ test: install system-deps lint typecheck  ## Lint, types, then unit, integration
 bench: install system-deps  ## Benchmark the shipped stack on throwaway servers (bench/README.md); BENCH_ARGS=--quick
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	@$(BIN)/python -c "import gunicorn, pyuwsgi" 2>/dev/null && [ -x $(BIN)/py-spy ] || { \
+		echo "installing bench/requirements.txt into $(VENV)"; \
+		$(BIN)/pip install --quiet -r bench/requirements.txt; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 install: $(VENV)/.installed

@@ -3,12 +3,13 @@
 -- wrk runs one Lua state per thread plus one for setup() and done().
 -- setup() numbers the threads (global `tid` in each thread state, 1-based);
 -- response() counts statuses per thread; done() gathers those counts from
--- every thread and prints one line "WRK_RESULT {json}" that bench/run.py parses.
+-- every thread and prints one line "WRK_RESULT {json}" that the harness parses
+-- (bench/harness/loadgen.py).
 --
 -- Fixed-count mode: a scenario that sets `quota` (this thread's share of the
 -- requests) calls lib_finished() once its last real response arrived; that
 -- prints "WRK_THREAD_DONE <tid>" and stops the thread. wrk itself only ends
--- at -d or on SIGINT, which run.py sends once every thread reported done.
+-- at -d or on SIGINT, which the harness sends once every thread reported done.
 
 local threads = {}
 
