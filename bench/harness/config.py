@@ -46,7 +46,7 @@ class Config:
     growth_min_samples: int = 10
     long_run: int = 10_000
     hot_batches: int = 4
-    ceiling_seconds: int = 5  # per ceiling row
+    ceiling_seconds: int = 10  # per ceiling row (pieces cost tens of µs: short rows blur them)
     servers_seconds: int = 8  # per server and path in the servers comparison
     profile: bool = False
     profile_seconds: int = 10

@@ -40,6 +40,26 @@ def _read_tail(scenarios: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _observation_vs_database(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The log line and the metrics of a read cost no more than its database work: the
+    query's cost in the worker (ceiling+db over the ceiling) plus PostgreSQL's per read."""
+    costs = results.get("ceiling_costs_us_per_request") or {}
+    read = results["scenarios"].get("read") or {}
+    postgres_ms = (read.get("cpu_ms_per_request") or {}).get("postgres")
+    needed = ("ceiling+log", "ceiling+metrics", "ceiling+db")
+    if postgres_ms is None or not all(name in costs for name in needed):
+        return None
+    observing = costs["ceiling+log"] + costs["ceiling+metrics"]
+    database = costs["ceiling+db"] + postgres_ms * 1000
+    return {
+        "target": "log line + metrics of a read <= its database work",
+        "passed": observing <= database,
+        "detail": f"log {costs['ceiling+log']:+.0f} + metrics {costs['ceiling+metrics']:+.0f}"
+        f" = {observing:.0f} µs/req; database: worker {costs['ceiling+db']:+.0f}"
+        f" + PostgreSQL {postgres_ms * 1000:.0f} = {database:.0f} µs/req",
+    }
+
+
 def _hot(scenarios: dict[str, Any]) -> dict[str, Any] | None:
     target = _at_least(
         "hot >= 0.5x allocate req/s, 0 errors, 0 oversold", scenarios, "hot", "allocate", 0.5
@@ -102,6 +122,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         _at_least("read >= 0.10x baseline-read", s, "read", "baseline-read", 0.10),
         _at_least("read >= 0.5x ceiling", s, "read", "ceiling", 0.5),
         _read_tail(s),
+        _observation_vs_database(results),
         _at_least("allocate >= 0.20x baseline-allocate", s, "allocate", "baseline-allocate", 0.20),
         _hot(s),
         _growth(s),
