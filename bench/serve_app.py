@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from allocation.entrypoints import server  # noqa: E402
 from bench.apps import FACTORIES  # noqa: E402
 
 
@@ -24,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("app", choices=sorted(FACTORIES))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5005)
-    parser.add_argument("--workers", type=int, default=2 * len(os.sched_getaffinity(0)))
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=server.default_workers())
+    parser.add_argument("--threads", type=int, default=server.DEFAULT_THREADS)
     args = parser.parse_args(argv)
 
     from allocation.config import Settings

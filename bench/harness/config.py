@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from allocation.entrypoints import server
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BENCH = ROOT / "bench"
@@ -24,11 +25,11 @@ NEED_READ_ORDERS = frozenset({"read", "ceiling", "servers"})
 
 
 def service_default_workers() -> int:
-    """`allocation api`'s default: 2 workers per CPU."""
-    return 2 * len(os.sched_getaffinity(0))
+    """`allocation api`'s default."""
+    return server.default_workers()
 
 
-SERVICE_DEFAULT_THREADS = 1  # `allocation api`'s default
+SERVICE_DEFAULT_THREADS = server.DEFAULT_THREADS  # `allocation api`'s default
 
 
 @dataclass

@@ -31,26 +31,22 @@ def _wsgi(app: str) -> str:
 
 
 def servers(c: Config) -> list[Server]:
-    """The servers to compare (W = the API's worker count), without duplicates."""
-    w, t = c.workers, c.threads
+    """The servers to compare, each in the two shapes that make sense on this machine:
+    W = the API's worker count (threaded), 2W single-threaded processes; without
+    duplicates."""
+    w, t, single = c.workers, c.threads, 2 * c.workers
     candidates = [
         Server(
-            "gunicorn-sync",
-            f"gunicorn sync -w {w}",
-            lambda app, port: appservers.gunicorn_command(_wsgi(app), port, w, None),
-            w,
+            f"gunicorn-sync-{single}",
+            f"gunicorn sync -w {single}",
+            lambda app, port: appservers.gunicorn_command(_wsgi(app), port, single, None),
+            single,
         ),
         Server(
             f"gunicorn-gthread-{w}",
             f"gunicorn gthread -w {w} --threads {GTHREADS}",
             lambda app, port: appservers.gunicorn_command(_wsgi(app), port, w, GTHREADS),
             w,
-        ),
-        Server(
-            "gunicorn-gthread-2",
-            f"gunicorn gthread -w 2 --threads {GTHREADS}",
-            lambda app, port: appservers.gunicorn_command(_wsgi(app), port, 2, GTHREADS),
-            2,
         ),
         Server(
             "granian",
@@ -60,10 +56,17 @@ def servers(c: Config) -> list[Server]:
             own_metrics_dir=False,
         ),
         Server(
-            "uwsgi",
-            f"uWSGI --processes {w}",
-            lambda app, port: appservers.uwsgi_command(_wsgi(app), port, w),
-            w,
+            f"granian-{single}x1",
+            f"granian -w {single} --threads 1 (serve())",
+            lambda app, port: appservers.serve_app_command(app, port, single, 1),
+            single,
+            own_metrics_dir=False,
+        ),
+        Server(
+            f"uwsgi-{single}",
+            f"uWSGI --processes {single}",
+            lambda app, port: appservers.uwsgi_command(_wsgi(app), port, single),
+            single,
         ),
     ]
     unique: dict[str, Server] = {}

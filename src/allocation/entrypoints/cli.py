@@ -22,7 +22,7 @@ import click
 from allocation import __version__
 from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
-from allocation.entrypoints import logging_config
+from allocation.entrypoints import logging_config, server
 
 logger = logging.getLogger("allocation")
 
@@ -85,23 +85,21 @@ def migrate() -> None:
 @click.option("--port", default=5005, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--workers",
-    default=lambda: 2 * len(os.sched_getaffinity(0)),
-    show_default="2 per CPU",
+    default=lambda: server.default_workers(),
+    show_default="1 per CPU",
     type=click.IntRange(1, 64),
     help="Worker processes, each with its own interpreter (no GIL shared between them).",
 )
 @click.option(
     "--threads",
-    default=1,
+    default=server.DEFAULT_THREADS,
     show_default=True,
     type=click.IntRange(1, 256),
     help="Requests each worker handles at once; more wait in the server's queue.",
 )
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API with granian."""
-    from allocation.entrypoints.server import serve
-
-    serve(_settings(), host, port, workers, threads)
+    server.serve(_settings(), host, port, workers, threads)
 
 
 _metrics_port = click.option(
