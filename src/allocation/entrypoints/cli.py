@@ -86,7 +86,7 @@ def migrate() -> None:
 @click.option(
     "--workers",
     default=lambda: server.default_workers(),
-    show_default="1 per CPU",
+    show_default="2 per CPU",
     type=click.IntRange(1, 64),
     help="Worker processes, each with its own interpreter (no GIL shared between them).",
 )
