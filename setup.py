@@ -16,7 +16,7 @@ setup(
         "psycopg2-binary>=2.9",
         "redis>=5.0",
         "pydantic>=2.6",
-        "granian>=2.8,<3",
+        "granian[pname]>=2.8,<3",  # pname: workers named in ps
         "tenacity>=8.2",
         "click>=8.1",
         "prometheus-client>=0.20",

@@ -2,12 +2,14 @@
 pieces over it one at a time, the read path's query alone, and WSGI entries that
 build the ceiling or the real service in each worker of another WSGI server.
 
-Nothing here imports prometheus_client at import time: serve() must set its
-multiprocess directory first, and the apps are built in the workers.
+The factories are module-level (or partials of module-level functions): serve()
+hands them to workers it starts as fresh interpreters. gunicorn and uWSGI fork
+theirs, so the WSGI entries build their app in each worker, lazily.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -45,23 +47,36 @@ def ceiling(_settings: Settings) -> Flask:
     return app
 
 
+def _pieces_app(
+    _settings: Settings,
+    request_ids: bool = False,
+    access_log: bool = False,
+    metrics: bool = False,
+    validation: bool = False,
+) -> Flask:
+    from allocation.entrypoints import observability
+
+    app = Flask("ceiling")
+    observability.install(app, observability.Pieces(request_ids, access_log, metrics))
+    (_validating_route if validation else _constant_route)(app)
+    return app
+
+
 def _with_pieces(
     request_ids: bool = False,
     access_log: bool = False,
     metrics: bool = False,
     validation: bool = False,
 ) -> AppFactory:
-    """The ceiling plus the chosen observability pieces and/or the path's validation."""
-
-    def factory(_settings: Settings) -> Flask:
-        from allocation.entrypoints import observability
-
-        app = Flask("ceiling")
-        observability.install(app, observability.Pieces(request_ids, access_log, metrics))
-        (_validating_route if validation else _constant_route)(app)
-        return app
-
-    return factory
+    """The ceiling plus the chosen observability pieces and/or the path's validation
+    (a partial of a module-level function: serve() hands it to spawned workers)."""
+    return functools.partial(
+        _pieces_app,
+        request_ids=request_ids,
+        access_log=access_log,
+        metrics=metrics,
+        validation=validation,
+    )
 
 
 def ceiling_db(settings: Settings) -> Flask:

@@ -110,10 +110,18 @@ class Service:
 
 
 def workers_of(service: Service | None) -> list[int]:
-    """The worker processes of a server (its direct children), [] if it is not running."""
+    """The worker processes of a server (its direct children, but for the helper
+    process multiprocessing starts beside spawned workers), [] if it is not running."""
     if service is None or not service.alive():
         return []
-    return children_of(service.pid)
+    return [pid for pid in children_of(service.pid) if not _is_resource_tracker(pid)]
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        return b"multiprocessing.resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone already
+        return False
 
 
 class NotServing(RuntimeError):

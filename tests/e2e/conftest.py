@@ -30,12 +30,13 @@ class Service:
     url: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     metrics_url: str = ""
+    program: list[str] = field(default_factory=lambda: [ALLOCATION])
 
     def start(self, ready: str | None = None, timeout: float = 30) -> Service:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
-                [ALLOCATION, *self.args], env=self.env, stdout=output, stderr=subprocess.STDOUT
+                [*self.program, *self.args], env=self.env, stdout=output, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         try:
@@ -93,7 +94,7 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([ALLOCATION, "migrate"], env=env, check=True, capture_output=True, timeout=60)
 
 
-def start_api(env: dict[str, str], log: Path) -> Service:
+def start_api(env: dict[str, str], log: Path, program: list[str] | None = None) -> Service:
     port = free_port()
     api = Service(
         ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "4"],
@@ -101,6 +102,8 @@ def start_api(env: dict[str, str], log: Path) -> Service:
         log,
         url=f"http://127.0.0.1:{port}",
     )
+    if program is not None:
+        api.program = program
     return api.start()
 
 

@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -55,13 +56,12 @@ def child_pids(pid: int) -> set[int]:
 
 
 def worker_pids(api: Service) -> set[int]:
-    """The API's workers: its children that run the same program as it does."""
+    """The API's workers: its children named "allocation api worker-N"."""
     assert api.process is not None
-    main_cmdline = Path(f"/proc/{api.process.pid}/cmdline").read_bytes()
     workers = set()
     for pid in child_pids(api.process.pid):
         try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes() == main_cmdline:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"allocation api worker"):
                 workers.add(pid)
         except OSError:  # it exited while we looked
             continue
@@ -91,10 +91,31 @@ def api_log(tmp_path: Path) -> Path:
     return tmp_path / "api.log"
 
 
+# `allocation api`, started by a program that first imports everything, metrics
+# included: the workers' metrics must still add up.
+IMPORTS_EVERYTHING_FIRST = [
+    sys.executable,
+    "-c",
+    "import sys, prometheus_client, allocation.adapters.metrics, allocation.bootstrap\n"
+    "from allocation.entrypoints.cli import main\n"
+    "main(sys.argv[1:])",
+]
+
+
 @pytest.fixture
 def own_api(e2e_environment: dict[str, str], api_log: Path) -> Iterator[Service]:
     """A fresh `allocation api` with 2 workers of 4 threads, stopped after the test."""
-    service = start_api(e2e_environment, api_log)
+    yield from _own_api(e2e_environment, api_log, None)
+
+
+@pytest.fixture
+def api_after_imports(e2e_environment: dict[str, str], api_log: Path) -> Iterator[Service]:
+    """The same, from a process that imported every module before starting it."""
+    yield from _own_api(e2e_environment, api_log, IMPORTS_EVERYTHING_FIRST)
+
+
+def _own_api(env: dict[str, str], log: Path, program: list[str] | None) -> Iterator[Service]:
+    service = start_api(env, log, program)
     try:
         all_serving(service)
         yield service
@@ -325,8 +346,11 @@ def test_slow_clients_do_not_hold_a_worker(e2e_environment: dict[str, str], api_
         api.stop()
 
 
-def test_request_ids_and_metrics_hold_across_workers(own_api: Service) -> None:
-    api = own_api
+@pytest.mark.parametrize("launched", ["own_api", "api_after_imports"])
+def test_request_ids_and_metrics_hold_across_workers(
+    launched: str, request: pytest.FixtureRequest
+) -> None:
+    api: Service = request.getfixturevalue(launched)
     own_id = unique("req")
     assert get_health(api, own_id).headers["X-Request-ID"] == own_id
     generated = requests.get(f"{api.url}/health", timeout=5).headers["X-Request-ID"]

@@ -1,8 +1,4 @@
-"""The `allocation` command: every process and operation of the service.
-
-Commands import the application on use: `allocation api` has to set up the
-shared metrics directory before anything imports prometheus_client.
-"""
+"""The `allocation` command: every process and operation of the service."""
 
 from __future__ import annotations
 
@@ -19,10 +15,15 @@ from typing import Any, TypeVar
 
 import click
 
-from allocation import __version__
+from allocation import __version__, bootstrap
 from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
-from allocation.entrypoints import logging_config, server
+from allocation.entrypoints import logging_config, redis_consumer, schemas, server
+from allocation.entrypoints import relay as relay_process
+from allocation.service_layer import dead_letters
+from allocation.service_layer import relay as outbox_relay
+from allocation.service_layer.inbound import Outcome, Rejected
+from allocation.service_layer.read_model import rebuild_allocations_view
 
 logger = logging.getLogger("allocation")
 
@@ -74,7 +75,6 @@ def main() -> None:
 @_one_line_errors
 def migrate() -> None:
     """Create or upgrade the database schema (safe to run twice)."""
-    from allocation import bootstrap
 
     bootstrap.migrate(_settings())
     click.echo("database schema is up to date")
@@ -121,8 +121,6 @@ def _serve_metrics(port: int | None) -> None:
 @_metrics_port
 def consumer(metrics_port: int | None) -> None:
     """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
-    from allocation import bootstrap
-    from allocation.entrypoints import redis_consumer, schemas
 
     settings = _settings()
     _serve_metrics(metrics_port)
@@ -139,14 +137,12 @@ def consumer(metrics_port: int | None) -> None:
 @_metrics_port
 def relay(metrics_port: int | None) -> None:
     """Publish committed events from the outbox to Redis (logs them without REDIS_URL)."""
-    from allocation import bootstrap
-    from allocation.entrypoints import relay as outbox_relay
 
     settings = _settings()
     _serve_metrics(metrics_port)
     stop = _stop_on_signals()
     uow_factory, wakeup = bootstrap.relay_parts(settings, stop)
-    outbox_relay.run(settings, uow_factory, bootstrap.make_publisher(settings), wakeup, stop)
+    relay_process.run(settings, uow_factory, bootstrap.make_publisher(settings), wakeup, stop)
     logger.info("relay stopped")
 
 
@@ -155,8 +151,6 @@ def relay(metrics_port: int | None) -> None:
 @_one_line_errors
 def outbox(as_json: bool) -> None:
     """Show the outbox backlog: unsent messages and the age of the oldest."""
-    from allocation import bootstrap
-    from allocation.service_layer import relay as outbox_relay
 
     backlog = outbox_relay.backlog(bootstrap.uow_factory(_settings())())
     age = None if backlog.oldest is None else (datetime.now(UTC) - backlog.oldest).total_seconds()
@@ -179,8 +173,6 @@ def dead_letters_group() -> None:
 @_one_line_errors
 def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
     """List dead letters, oldest first."""
-    from allocation import bootstrap
-    from allocation.service_layer import dead_letters
 
     letters = dead_letters.listing(bootstrap.uow_factory(_settings())(), include_redriven)
     for letter in letters:
@@ -212,9 +204,6 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
 @_one_line_errors
 def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
-    from allocation import bootstrap
-    from allocation.entrypoints import schemas
-    from allocation.service_layer.inbound import Outcome, Rejected
 
     inbox = bootstrap.inbox(_settings(), schemas.parse_change_batch_quantity, threading.Event())
     try:
@@ -229,8 +218,6 @@ def dead_letters_redrive(letter_id: int) -> None:
 @_one_line_errors
 def rebuild_views() -> None:
     """Rebuild allocations_view from the current allocations, in one transaction."""
-    from allocation import bootstrap
-    from allocation.service_layer.read_model import rebuild_allocations_view
 
     report = rebuild_allocations_view(bootstrap.uow_factory(_settings())())
     click.echo(

@@ -4,14 +4,20 @@ granian (a Rust HTTP server with a WSGI interface) was chosen by measurement:
 bench/README.md has the comparison with gunicorn and uWSGI. Its HTTP handling
 runs outside the GIL: a client that is slow to send its request holds a
 connection, never a Python thread.
+
+Workers are started as fresh interpreters (multiprocessing's "spawn"), not
+forked: each imports the application after the server has set up the shared
+metrics directory, so nothing the parent process imported, in whatever order,
+can leave a worker with single-process metrics.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
+import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 
@@ -37,6 +43,7 @@ def default_workers() -> int:
 
 # A client gets this long to send its request headers; a slower one is dropped.
 HEADER_READ_TIMEOUT_MS = 10_000
+PROCESS_NAME = "allocation api"
 # Open connections the whole server keeps (granian's default backlog).
 MAX_CONNECTIONS = 1024
 # On SIGTERM, requests in flight get this long to finish before a worker is killed.
@@ -54,12 +61,10 @@ def serve(
     threads: int,
     app_factory: AppFactory | None = None,
 ) -> None:
-    """Serves the service's app (or, for the benchmark, the one ``app_factory`` makes)."""
+    """Serves the service's app (or, for the benchmark, the one ``app_factory`` makes:
+    a module-level function, since each worker imports it)."""
     metrics_dir = _metrics_directory()
-    if "prometheus_client" in sys.modules and metrics_dir is not None:
-        raise RuntimeError(
-            "prometheus_client was imported before its multiprocess directory was set"
-        )
+    multiprocessing.set_start_method("spawn", force=True)
     server = Server(
         "allocation",
         address=host,
@@ -81,21 +86,25 @@ def serve(
         workers_kill_timeout=GRACEFUL_TIMEOUT_SECONDS,
         log_level=LogLevels(settings.log_level.lower()),
         log_dictconfig=logging_config.server_logconfig(settings.log_level, settings.log_format),
+        # `ps` shows "allocation api" and "allocation api worker-N".
+        process_name=PROCESS_NAME,
     )
     try:
-        # Called in each worker after the fork: every worker has its own app and pools.
-        factory = app_factory or _service_app
-        server.serve(target_loader=lambda _target: _frozen(factory(settings)))
+        loader = functools.partial(_worker_app, app_factory or _service_app, settings)
+        server.serve(target_loader=loader)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _frozen(app: Flask) -> Flask:
-    """Moves everything the worker built at start-up out of the garbage collector's
-    sight: a full collection then scans only what requests made since, instead of
-    the 100,000 objects of Flask, SQLAlchemy and the mappings (about 30 ms each
-    time, a visible pause for the requests waiting on that worker)."""
+def _worker_app(factory: AppFactory, settings: Settings, _target: str) -> Flask:
+    """Runs in each worker: the app, built with the worker's own pools, and then
+    everything start-up built moved out of the garbage collector's sight, so that
+    a full collection scans only what requests made since (collecting the 100,000
+    objects of Flask, SQLAlchemy and the mappings took about 30 ms, a pause for
+    every request waiting on that worker)."""
+    logging_config.configure(settings.log_level, settings.log_format)
+    app = factory(settings)
     gc.collect()
     gc.freeze()
     return app
