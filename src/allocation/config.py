@@ -1,81 +1,117 @@
-"""Settings read once from the environment by an entrypoint, then passed in."""
+"""Settings read once from the environment by an entrypoint, then passed in.
+
+One table: each setting is declared once, with its environment variable, its
+default and what a valid value is. A malformed value stops the command with a
+message that names the variable.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///allocation.sqlite3"
+# Never echoed in an error: they may hold a password.
+SECRETS = ("DATABASE_URL", "REDIS_URL", "API_TOKEN")
+DATABASES = ("sqlite", "postgresql")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ConfigError(ValueError):
     """A setting in the environment is malformed; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    redis_url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    alerts_from: str = "allocation@localhost"
-    alerts_to: str = "stock@localhost"
-    log_level: str = "INFO"
-    log_format: str = "text"
-    max_request_bytes: int = 64 * 1024
-    commit_attempts: int = 10
-    api_token: str | None = None
-    stream_maxlen: int = 100_000
-    relay_batch_size: int = 100
-    relay_poll_seconds: float = 1.0
-    relay_linger_seconds: float = 0.02
-    outbox_retention_hours: int = 168
-    consumer_name: str | None = None
-    consumer_max_attempts: int = 5
-    consumer_claim_idle_ms: int = 30_000
+Count = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    smtp_host: str | None = Field(default=None, validation_alias="SMTP_HOST")
+    smtp_port: Count = Field(default=25, validation_alias="SMTP_PORT")
+    alerts_from: str = Field(default="allocation@localhost", validation_alias="ALERTS_FROM")
+    alerts_to: str = Field(default="stock@localhost", validation_alias="ALERTS_TO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", validation_alias="LOG_LEVEL"
+    )
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
+    max_request_bytes: Count = Field(default=64 * 1024, validation_alias="MAX_REQUEST_BYTES")
+    commit_attempts: Count = Field(default=10, validation_alias="COMMIT_ATTEMPTS")
+    api_token: str | None = Field(default=None, validation_alias="API_TOKEN")
+    stream_maxlen: Count = Field(default=100_000, validation_alias="STREAM_MAXLEN")
+    relay_batch_size: Count = Field(default=100, validation_alias="RELAY_BATCH_SIZE")
+    relay_poll_ms: Count = Field(default=1000, validation_alias="RELAY_POLL_MS")
+    relay_linger_ms: int = Field(default=20, validation_alias="RELAY_LINGER_MS", ge=0)
+    outbox_retention_hours: Count = Field(default=168, validation_alias="OUTBOX_RETENTION_HOURS")
+    consumer_name: str | None = Field(default=None, validation_alias="CONSUMER_NAME")
+    consumer_max_attempts: Count = Field(default=5, validation_alias="CONSUMER_MAX_ATTEMPTS")
+    consumer_claim_idle_ms: Count = Field(default=30_000, validation_alias="CONSUMER_CLAIM_IDLE_MS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        def text(name: str, default: str | None) -> str | None:
-            value = environ.get(name, "").strip()
-            return value or default
+        """The settings the environment sets; unset and blank variables keep the default."""
+        variables = {field.validation_alias for field in cls.model_fields.values()}
+        given = {name: value.strip() for name, value in environ.items() if name in variables}
+        try:
+            return cls.model_validate({name: value for name, value in given.items() if value})
+        except ValidationError as error:
+            raise ConfigError(_describe(error)) from None
 
-        def number(name: str, default: int, minimum: int = 1) -> int:
-            raw = text(name, None)
-            if raw is None:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-            if value < minimum:
-                raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-            return value
+    @property
+    def relay_poll_seconds(self) -> float:
+        return self.relay_poll_ms / 1000
 
-        def choice(name: str, allowed: tuple[str, ...]) -> str:
-            value = (text(name, allowed[0]) or allowed[0]).lower()
-            if value not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-            return value
+    @property
+    def relay_linger_seconds(self) -> float:
+        return self.relay_linger_ms / 1000
 
-        return cls(
-            database_url=text("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
-            redis_url=text("REDIS_URL", None),
-            smtp_host=text("SMTP_HOST", None),
-            smtp_port=number("SMTP_PORT", 25),
-            alerts_from=text("ALERTS_FROM", cls.alerts_from) or cls.alerts_from,
-            alerts_to=text("ALERTS_TO", cls.alerts_to) or cls.alerts_to,
-            log_level=(text("LOG_LEVEL", "INFO") or "INFO").upper(),
-            log_format=choice("LOG_FORMAT", ("text", "json")),
-            max_request_bytes=number("MAX_REQUEST_BYTES", 64 * 1024),
-            commit_attempts=number("COMMIT_ATTEMPTS", 10),
-            api_token=text("API_TOKEN", None),
-            stream_maxlen=number("STREAM_MAXLEN", 100_000),
-            relay_batch_size=number("RELAY_BATCH_SIZE", 100),
-            relay_poll_seconds=number("RELAY_POLL_MS", 1000) / 1000,
-            relay_linger_seconds=number("RELAY_LINGER_MS", 20, minimum=0) / 1000,
-            outbox_retention_hours=number("OUTBOX_RETENTION_HOURS", 168),
-            consumer_name=text("CONSUMER_NAME", None),
-            consumer_max_attempts=number("CONSUMER_MAX_ATTEMPTS", 5),
-            consumer_claim_idle_ms=number("CONSUMER_CLAIM_IDLE_MS", 30_000),
-        )
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL, e.g. postgresql+psycopg2://user:pw@host/db"
+            ) from None
+        if backend not in DATABASES:
+            raise ValueError(f"{backend!r} is not one of {', '.join(DATABASES)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        scheme = None if value is None else value.partition("://")[0]
+        if value is not None and scheme not in REDIS_SCHEMES:
+            raise ValueError("not a Redis URL, e.g. redis://localhost:6379/0")
+        return value
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem, each naming the environment variable."""
+    problems = []
+    for detail in error.errors(include_url=False):
+        name = str(detail["loc"][0]) if detail["loc"] else "?"
+        given = detail.get("input")
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        if detail["type"] in ("int_parsing", "int_from_float"):
+            message = "must be a whole number"
+        shown = "" if name in SECRETS else f" (got {given!r})"
+        problems.append(f"{name}: {message}{shown}")
+    return "; ".join(problems)

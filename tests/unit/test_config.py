@@ -37,3 +37,34 @@ def test_reads_every_variable() -> None:
 def test_a_malformed_number_names_the_variable(name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: "lots"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"DATABASE_URL": "notaurl"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
+        ({"REDIS_URL": "foo://bar"}, "REDIS_URL"),
+        ({"RELAY_LINGER_MS": "-1"}, "RELAY_LINGER_MS"),
+        ({"COMMIT_ATTEMPTS": "0"}, "COMMIT_ATTEMPTS"),
+    ],
+)
+def test_a_malformed_value_names_the_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{named}: "):
+        Settings.from_env(environ)
+
+
+def test_an_error_never_shows_a_secret() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"DATABASE_URL": "oracle://admin:hunter2@db/x"})
+    assert "hunter2" not in str(raised.value)
+
+
+def test_blank_values_keep_the_default_and_case_is_forgiven() -> None:
+    settings = Settings.from_env(
+        {"LOG_LEVEL": " debug ", "LOG_FORMAT": "JSON", "SMTP_HOST": "  ", "RELAY_POLL_MS": "250"}
+    )
+    assert (settings.log_level, settings.log_format, settings.smtp_host) == ("DEBUG", "json", None)
+    assert settings.relay_poll_seconds == 0.25

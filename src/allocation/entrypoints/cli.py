@@ -30,11 +30,18 @@ logger = logging.getLogger("allocation")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class BadEnvironment(click.ClickException):
+    """A malformed setting: one line naming the variable, exit status 2 like a usage
+    error, but no usage hint (the environment is wrong, not the command line)."""
+
+    exit_code = 2
+
+
 def _settings() -> Settings:
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+        raise BadEnvironment(str(error)) from None
     logging_config.configure(settings.log_level, settings.log_format)
     return settings
 
