@@ -85,7 +85,10 @@ def api(settings: Settings) -> Api:
     uow_factory = sqlalchemy_uow_factory(engine)
     bus = bootstrap(settings, uow_factory=uow_factory)
     # Reads need no transaction: a pool of autocommit connections of their own.
-    read_model = SqlReadModel(database.make_engine(settings.database_url, autocommit=True))
+    reads = database.make_engine(
+        settings.database_url, autocommit=True, statement_timeout_ms=settings.statement_timeout_ms
+    )
+    read_model = SqlReadModel(reads)
     redis_client = None if settings.redis_url is None else make_redis(settings.redis_url)
     return Api(bus, uow_factory, read_model, ReadinessProbe(engine, redis_client).check)
 
@@ -103,7 +106,9 @@ def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> i
 
 
 def make_engine(settings: Settings) -> Engine:
-    return database.make_engine(settings.database_url)
+    return database.make_engine(
+        settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+    )
 
 
 def sqlalchemy_uow_factory(engine: Engine) -> Callable[[], SqlAlchemyUnitOfWork]:
@@ -144,8 +149,9 @@ def make_notifications(settings: Settings) -> AbstractNotifications:
 
 
 def migrate(settings: Settings) -> None:
-    """Runs the Alembic migrations of the configured database up to head (safe to run twice)."""
-    engine = make_engine(settings)
+    """Runs the Alembic migrations of the configured database up to head (safe to run twice).
+    No statement timeout: a migration may rightly take long."""
+    engine = database.make_engine(settings.database_url)
     try:
         database.upgrade_to_head(engine)
     finally:

@@ -43,6 +43,7 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
     max_request_bytes: Count = Field(default=64 * 1024, validation_alias="MAX_REQUEST_BYTES")
     commit_attempts: Count = Field(default=10, validation_alias="COMMIT_ATTEMPTS")
+    statement_timeout_ms: int = Field(default=10_000, validation_alias="STATEMENT_TIMEOUT_MS", ge=0)
     api_token: str | None = Field(default=None, validation_alias="API_TOKEN")
     stream_maxlen: Count = Field(default=100_000, validation_alias="STREAM_MAXLEN")
     relay_batch_size: Count = Field(default=100, validation_alias="RELAY_BATCH_SIZE")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -11,6 +14,7 @@ from allocation.adapters.read_model import SqlReadModel
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands
+from allocation.domain.exceptions import DatabaseUnavailable
 from tests.fakes import FakeNotifications
 
 
@@ -51,3 +55,27 @@ def test_a_command_on_a_dropped_connection_runs_again(postgres_engine: Engine) -
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))  # leaves a pooled connection
     assert drop_the_other_connections(postgres_engine) >= 1
     assert bus.handle(commands.Allocate("o1", "LAMP", 1)) == "b1"
+
+
+def test_a_statement_past_the_timeout_is_reported_as_unavailable(
+    postgres_engine: Engine,
+) -> None:
+    """A request never waits on the database for ever: a held row lock, say."""
+    patient = database.make_engine(
+        postgres_engine.url.render_as_string(False), statement_timeout_ms=300
+    )
+    bus = bootstrap.bootstrap(
+        Settings(),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(patient),
+        notifications=FakeNotifications(),
+    )
+    try:
+        bus.handle(commands.CreateBatch("b1", "LAMP", 10))
+        with postgres_engine.begin() as holder:
+            holder.execute(text("SELECT 1 FROM products WHERE sku = 'LAMP' FOR UPDATE"))
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable):
+                bus.handle(commands.Allocate("o1", "LAMP", 1))
+            assert time.monotonic() - started < 5
+    finally:
+        patient.dispose()

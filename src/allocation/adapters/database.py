@@ -33,7 +33,9 @@ INITIAL_REVISION = "0001"
 MIGRATION_LOCK_KEY = 4_172_937_220_190_581_001
 
 
-def make_engine(database_url: str, autocommit: bool = False) -> Engine:
+def make_engine(
+    database_url: str, autocommit: bool = False, statement_timeout_ms: int = 0
+) -> Engine:
     """An engine and its pool. Writes rely on PostgreSQL's default, READ COMMITTED
     (the version check and the row lock make it safe); ``autocommit`` is for reads,
     which then need no BEGIN or ROLLBACK round trip.
@@ -41,6 +43,9 @@ def make_engine(database_url: str, autocommit: bool = False) -> Engine:
     Pooled connections are not checked before use (that would be one more round
     trip per request): one the server dropped fails once, the pool then replaces
     all of its connections, and the caller runs the request again.
+
+    ``statement_timeout_ms`` (PostgreSQL) bounds every statement, lock waits
+    included, so that nothing can hold a worker indefinitely; 0 means no bound.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
@@ -48,9 +53,12 @@ def make_engine(database_url: str, autocommit: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 3}
+    if statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
     engine = create_engine(
         url,
-        connect_args={"connect_timeout": 3},
+        connect_args=connect_args,
         pool_size=10,
         max_overflow=10,
         # An autocommit connection has nothing to roll back when it returns.
@@ -75,10 +83,11 @@ def is_unavailable(error: sa_exc.DBAPIError) -> bool:
     if isinstance(error, sa_exc.OperationalError):
         sqlstate = getattr(error.orig, "pgcode", None)
         # No SQLSTATE: the driver never reached the server. Class 08: connection
-        # exception; 57P0x: the server is shutting down or cannot accept connections.
+        # exception; 57P0x: the server is shutting down or cannot accept connections;
+        # 57014: a statement ran past the statement timeout.
         if sqlstate is None:
             return "database is locked" not in str(error.orig)
-        return str(sqlstate).startswith(("08", "57P"))
+        return str(sqlstate).startswith(("08", "57P", "57014"))
     return False
 
 
