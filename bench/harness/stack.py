@@ -21,7 +21,7 @@ def _service_env(run: Run, db_url: str, redis_url: str) -> dict[str, str]:
     }
     env.update(DATABASE_URL=db_url, REDIS_URL=redis_url, LOG_LEVEL="INFO")
     if run.config.src:
-        # Found before the editable install of /work/main/src.
+        # Found before the editable install of this repository's src/.
         env["PYTHONPATH"] = run.config.src + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from allocation.config import Settings
-from allocation.entrypoints import openapi, responses, schemas
+from allocation.entrypoints import docs, openapi, responses, schemas
 from allocation.entrypoints.flask_app import create_app
 from tests.conftest import FakeService
 
@@ -32,7 +32,7 @@ def app(fake_service: FakeService) -> Flask:
     app = create_app(Settings(max_request_bytes=4096), service=fake_service.api)
     # create_app will call register_docs itself; until then, the test does.
     if "openapi_json" not in app.view_functions:
-        openapi.register_docs(app)
+        docs.register_docs(app)
     return app
 
 
@@ -139,10 +139,20 @@ def test_response_examples_are_valid_responses() -> None:
         for operation in item.values():
             for response in operation["responses"].values():
                 for media in response.get("content", {}).values():
-                    if "example" in media:
-                        models[media["schema"]["$ref"]].model_validate(media["example"])
+                    examples = [e["value"] for e in media.get("examples", {}).values()]
+                    for example in [media["example"]] if "example" in media else examples:
+                        models[media["schema"]["$ref"]].model_validate(example)
                         seen += 1
-    assert seen >= 5
+    assert seen >= 20
+
+
+def test_refusals_are_described_with_real_messages() -> None:
+    allocate = SPEC["paths"]["/allocate"]["post"]["responses"]
+    conflicts = allocate["409"]["content"]["application/json"]["examples"]
+    assert conflicts["OutOfStockError"]["value"] == {"message": "Out of stock for sku SMALL-TABLE"}
+    assert set(conflicts) == {"OutOfStockError", "LineConflict"}
+    assert "Retry-After" in allocate["503"]["headers"]
+    assert "WWW-Authenticate" in allocate["401"]["headers"]
 
 
 # What the app really answers, checked against the described schema for that status.

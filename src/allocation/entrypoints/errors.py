@@ -13,8 +13,25 @@ from allocation.entrypoints.schemas import InvalidInput
 
 logger = logging.getLogger(__name__)
 
+
+class NoAllocations(LookupError):
+    """The order has no allocations (or is unknown)."""
+
+    def __init__(self, orderid: str) -> None:
+        super().__init__(f"No allocations for order {orderid}")
+
+
+class Unauthorized(Exception):
+    """The request lacks the bearer token this deployment requires."""
+
+    def __init__(self) -> None:
+        super().__init__("A valid 'Authorization: Bearer <token>' header is required")
+
+
 STATUS_CODES: dict[type[Exception], int] = {
     InvalidInput: 400,
+    Unauthorized: 401,
+    NoAllocations: 404,
     exceptions.InvalidSku: 400,
     exceptions.UnknownBatch: 404,
     exceptions.OutOfStockError: 409,
@@ -28,8 +45,9 @@ STATUS_CODES: dict[type[Exception], int] = {
 RETRY_AFTER_SECONDS = 2
 
 
-class Unauthorized(Exception):
-    """The request lacks the bearer token this deployment requires."""
+def status_for(error: type[Exception]) -> int:
+    """The status an error is answered with (the table's entry for it or a base class)."""
+    return next(status for kind, status in STATUS_CODES.items() if issubclass(error, kind))
 
 
 def error_response(message: str, status: int) -> tuple[Response, int]:
@@ -39,9 +57,15 @@ def error_response(message: str, status: int) -> tuple[Response, int]:
 def register(app: Flask) -> None:
     for error_class, status in STATUS_CODES.items():
         app.register_error_handler(error_class, _known(status))
-    app.register_error_handler(Unauthorized, _unauthorized)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
+
+
+# Headers an error status always carries: how to retry, how to authenticate.
+HEADERS: dict[int, dict[str, str]] = {
+    401: {"WWW-Authenticate": 'Bearer realm="allocation"'},
+    503: {"Retry-After": str(RETRY_AFTER_SECONDS)},
+}
 
 
 def _known(status: int) -> Callable[[Exception], tuple[Response, int]]:
@@ -49,16 +73,10 @@ def _known(status: int) -> Callable[[Exception], tuple[Response, int]]:
         response, code = error_response(str(error), status)
         if code == 503:
             logger.warning("503: %s (%s)", error, getattr(error, "detail", ""))
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.headers.update(HEADERS.get(code, {}))
         return response, code
 
     return handle
-
-
-def _unauthorized(error: Unauthorized) -> tuple[Response, int]:
-    response, code = error_response(str(error), 401)
-    response.headers["WWW-Authenticate"] = 'Bearer realm="allocation"'
-    return response, code
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:

@@ -16,7 +16,7 @@ from flask.sessions import NullSession, SessionInterface, SessionMixin
 from allocation import bootstrap, views
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints import errors, observability, openapi, schemas
+from allocation.entrypoints import docs, errors, observability, schemas
 from allocation.service_layer import relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 
@@ -42,7 +42,7 @@ def create_app(
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
     _add_routes(app, service)
-    openapi.register_docs(app)
+    docs.register_docs(app)
     app.wsgi_app = _whole_body(app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app
 
@@ -108,7 +108,7 @@ def _add_routes(app: Flask, service: bootstrap.Api) -> None:
         orderid = schemas.parse_orderid(orderid)
         result = views.allocations(orderid, read_model)
         if not result:
-            return errors.error_response(f"No allocations for order {orderid}", 404)
+            raise errors.NoAllocations(orderid)
         # What jsonify sends, without its per-call lookups: this is the hottest route.
         body = json.dumps(result, separators=(",", ":")) + "\n"
         return Response(body, mimetype="application/json"), 200
@@ -151,4 +151,4 @@ def _require_token_for_writes(app: Flask, token: str) -> None:
             return
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
-            raise errors.Unauthorized("A valid 'Authorization: Bearer <token>' header is required")
+            raise errors.Unauthorized()
