@@ -41,7 +41,15 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
-__all__ = ["PostgresServer", "RedisServer", "ServerError", "free_port"]
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServerError",
+    "free_port",
+    "pdeathsig_preexec",
+    "start_process",
+    "stop_process",
+]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -78,7 +86,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _pdeathsig_preexec(sig: int) -> Callable[[], None] | None:
+def pdeathsig_preexec(sig: int) -> Callable[[], None] | None:
     """A preexec_fn asking Linux to send ``sig`` to the child when its parent
     dies, so servers never outlive a killed test run.  None elsewhere."""
     if not sys.platform.startswith("linux"):
@@ -96,6 +104,42 @@ def _pdeathsig_preexec(sig: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+def start_process(
+    args: Sequence[str], log: Path, death_signal: int = signal.SIGTERM, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process with its output appended to ``log``: in a
+    session of its own (its process group is its own; a terminal's Ctrl-C
+    reaches only us), no stdin, and ``death_signal`` if we die first.
+    ``popen``: more Popen arguments (env, cwd, user...)."""
+    with open(log, "ab") as output:
+        return subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=pdeathsig_preexec(death_signal),
+            **popen,
+        )
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT
+) -> int:
+    """Stop a process we started, by its PID: ``sig``, at most ``timeout`` seconds
+    to exit, then SIGKILL; reap it and return its exit code (negative: a signal)."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    try:
+        return proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:  # pragma: no cover
+        raise ServerError(f"pid {proc.pid} ({proc.args!r}) did not die") from exc
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -221,17 +265,13 @@ class _Server:
                 self.port = free_port()
 
     def _launch_once(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                start_new_session=True,  # terminal Ctrl-C goes to pytest only
-                preexec_fn=_pdeathsig_preexec(self.death_signal),
-                **self._popen_kwargs(),
-            )
+        self._proc = start_process(
+            self._command(),
+            self.log_path,
+            self.death_signal,
+            cwd=self.directory,
+            **self._popen_kwargs(),
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             code = self._proc.poll()
@@ -254,18 +294,8 @@ class _Server:
     def _terminate(self, sig: int) -> None:
         """Signal our process (by PID), wait, escalate to SIGKILL, reap it."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                proc.send_signal(sig)
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:  # pragma: no cover
-            raise ServerError(f"{self.name} (pid {proc.pid}) did not die") from exc
+        if proc is not None:
+            stop_process(proc, sig)
 
 
 class PostgresServer(_Server):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.config import DB_NAME, PG_BIN_DIRS, PGBENCH_DIR, WRK_DIR
-from bench.harness.processes import pdeathsig
+from tests.servers import pdeathsig_preexec
 
 
 def find_wrk() -> str | None:
@@ -90,7 +90,7 @@ class Wrk:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=pdeathsig(),
+            preexec_fn=pdeathsig_preexec(signal.SIGTERM),
         )
         assert proc.stdout is not None
         lines: list[str] = []

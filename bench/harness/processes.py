@@ -7,7 +7,6 @@ server's leftover workers through the process group it was started in.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import os
 import re
@@ -19,19 +18,7 @@ from pathlib import Path
 
 from bench.harness.httpclient import Client
 from bench.harness.procstat import children_of, group_members
-
-
-def pdeathsig() -> Callable[[], None] | None:
-    """Ask Linux to SIGTERM our children if this process dies without cleanup."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-    return preexec
+from tests.servers import start_process, stop_process
 
 
 class Service:
@@ -45,17 +32,8 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, cwd: Path | None = None) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.args,
-                env=self.env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=pdeathsig(),
-            )
+        """Starts it in a session of its own, SIGTERMed should the harness die."""
+        self.proc = start_process(self.args, self.log, signal.SIGTERM, env=self.env, cwd=cwd)
 
     @property
     def pid(self) -> int:
@@ -68,15 +46,9 @@ class Service:
     def stop(self, timeout: float = 20) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        code = stop_process(self.proc, signal.SIGTERM, timeout)
         self._kill_leftovers()
-        return self.proc.returncode
+        return code
 
     def _kill_leftovers(self) -> None:
         """Workers that outlived their server (same process group, which is ours)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 from bench.harness.config import ROOT
 from bench.harness.context import Run
-from bench.harness.processes import pdeathsig
+from tests.servers import pdeathsig_preexec
 
 
 def find_pyspy() -> str | None:
@@ -45,7 +46,7 @@ def _record(run: Run, pyspy: str, mode: str, flags: list[str], raw: Path) -> Non
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=pdeathsig(),
+        preexec_fn=pdeathsig_preexec(signal.SIGTERM),
     )
     time.sleep(1)
     load = run.wrk().run(

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, start_process, stop_process
+from tests.waiting import wait_until
 
 ALLOCATION = str(Path(sys.executable).with_name("allocation"))
 
@@ -33,17 +33,22 @@ class Service:
     program: list[str] = field(default_factory=lambda: [ALLOCATION])
 
     def start(self, ready: str | None = None, timeout: float = 30) -> Service:
+        """Starts the process (SIGTERMed should the test run die) and waits until it
+        answers /health (with a URL) or has logged ``ready``; stops it if it does not."""
         offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as output:
-            self.process = subprocess.Popen(
-                [*self.program, *self.args], env=self.env, stdout=output, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
+        process = start_process([*self.program, *self.args], self.log, env=self.env)
+        self.process = process
+
+        def started() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"{self.args} exited with {process.returncode} during startup:\n"
+                    f"{self.output()[-3000:]}"
+                )
+            return self._ready(ready, offset)
+
         try:
-            while not self._ready(ready, offset):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.args} did not start:\n{self.output()[-3000:]}")
-                time.sleep(0.05)
+            wait_until(f"{self.args} to start", started, timeout, detail=self.tail)
         except BaseException:
             self.stop()
             raise
@@ -58,19 +63,17 @@ class Service:
         return ready is None or ready in self.log.read_bytes()[offset:].decode(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """``sig``, then SIGKILL after 15 s; the exit code (None if never started)."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout=15)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def tail(self) -> str:
+        """The end of the log, for a failure's message."""
+        return self.output()[-3000:]
 
 
 def service_environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -118,10 +121,16 @@ def start_consumer(env: dict[str, str], log: Path, metrics_port: int | None = No
     consumer = Service(args, env, log, url="")
     consumer.metrics_url = "" if metrics_port is None else f"http://127.0.0.1:{metrics_port}"
     consumer.start(ready="listening on change_batch_quantity")
-    deadline = time.monotonic() + 30
-    while "reading stream change_batch_quantity" not in consumer.output():
-        assert time.monotonic() < deadline, consumer.output()
-        time.sleep(0.05)
+    try:
+        wait_until(
+            "the consumer reading its stream",
+            lambda: "reading stream change_batch_quantity" in consumer.output(),
+            timeout=30,
+            detail=consumer.tail,
+        )
+    except BaseException:
+        consumer.stop()
+        raise
     return consumer
 
 

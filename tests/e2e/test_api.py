@@ -13,6 +13,7 @@ import redis
 import requests
 
 from tests.e2e.conftest import Service, unique
+from tests.waiting import wait_until
 
 
 class Subscriber:
@@ -24,17 +25,19 @@ class Subscriber:
         self._pubsub.subscribe(*channels)
 
     def wait_for(self, channel: str, match: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self._pubsub.get_message(timeout=0.2)
+        """The first message on ``channel`` whose payload has ``match``'s items."""
+
+        def matching() -> dict[str, Any] | None:
+            message = self._pubsub.get_message(timeout=0.2)  # itself waits for the next one
             if message is None or message["channel"].decode() != channel:
-                continue
+                return None
             payload: dict[str, Any] = json.loads(message["data"])
-            if all(payload.get(k) == v for k, v in match.items()):
-                return payload
-        raise AssertionError(f"no {match} on {channel} within {timeout}s")
+            return payload if all(payload.get(k) == v for k, v in match.items()) else None
+
+        return wait_until(f"{match} on {channel}", matching, timeout, interval=0)
 
     def drain(self, seconds: float = 0.5) -> list[tuple[str, dict[str, Any]]]:
+        """Everything heard in the next ``seconds`` (listening for a while, not a wait)."""
         seen = []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

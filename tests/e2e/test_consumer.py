@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,16 +14,15 @@ from sqlalchemy import create_engine, text
 from tests.e2e.conftest import Service, run_cli, start_consumer, unique
 from tests.e2e.test_api import Subscriber, add_batch, allocate
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 
 
 def wait_for_view(api: Service, orderid: str, expected: list[dict[str, str]]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def shown() -> bool:
         response = requests.get(f"{api.url}/allocations/{orderid}", timeout=10)
-        if response.status_code == 200 and response.json() == expected:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"view of {orderid} never became {expected}")
+        return response.status_code == 200 and response.json() == expected
+
+    wait_until(f"the view of {orderid} to become {expected}", shown, timeout=10, interval=0.1)
 
 
 def purchased_quantity(database_url: str, ref: str) -> int:
@@ -42,10 +40,18 @@ def purchased_quantity(database_url: str, ref: str) -> int:
 
 
 def wait_for_quantity(database_url: str, ref: str, qty: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while purchased_quantity(database_url, ref) != qty:
-        assert time.monotonic() < deadline, f"{ref} never got qty {qty}"
-        time.sleep(0.1)
+    wait_until(
+        f"{ref} to get qty {qty}",
+        lambda: purchased_quantity(database_url, ref) == qty,
+        timeout,
+        interval=0.1,
+        detail=lambda: f"it has {purchased_quantity(database_url, ref)}",
+    )
+
+
+def pending(client: redis.Redis) -> int:
+    """Entries of change_batch_quantity read by the consumer group but not acknowledged."""
+    return int(client.xpending("change_batch_quantity", "allocation")["pending"])
 
 
 def dead_letters(env: dict[str, str]) -> list[dict[str, object]]:
@@ -129,10 +135,11 @@ def test_the_same_message_id_three_times_changes_the_batch_once(
         publisher.publish(
             "change_batch_quantity", json.dumps({"batchref": ref, "qty": 5, "message_id": first_id})
         )
-    deadline = time.monotonic() + 10
-    while consumer.output().count(first_id) < 3:
-        assert time.monotonic() < deadline, consumer.output()[-2000:]
-        time.sleep(0.05)
+    wait_until(
+        f"the consumer to log {first_id} three times",
+        lambda: consumer.output().count(first_id) >= 3,
+        detail=consumer.tail,
+    )
     assert purchased_quantity(database_url, ref) == 8
     assert consumer.output().count("skipped duplicate") >= 2
 
@@ -150,10 +157,7 @@ def test_a_stream_entry_added_while_the_consumer_is_down_is_applied_when_it_star
         consumer = start_consumer(env, tmp_path / "consumer.log")
         try:
             wait_for_quantity(env["DATABASE_URL"], ref, 4)
-            deadline = time.monotonic() + 10
-            while client.xpending("change_batch_quantity", "allocation")["pending"]:
-                assert time.monotonic() < deadline, "the entry was never acknowledged"
-                time.sleep(0.05)
+            wait_until("the entry acknowledged", lambda: not pending(client), detail=consumer.tail)
         finally:
             assert consumer.stop() == 0
             client.close()
@@ -176,10 +180,9 @@ def test_pending_entries_of_a_crashed_consumer_are_claimed(
         consumer = start_consumer(env, tmp_path / "consumer.log")
         try:
             wait_for_quantity(env["DATABASE_URL"], ref, 6, timeout=15)
-            deadline = time.monotonic() + 10
-            while client.xpending("change_batch_quantity", "allocation")["pending"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_until(
+                "the claimed entry acknowledged", lambda: not pending(client), detail=consumer.tail
+            )
         finally:
             assert consumer.stop() == 0
             client.close()
@@ -191,11 +194,11 @@ def test_a_dead_letter_is_redriven_once_its_cause_is_fixed(
     ref, sku = unique("late-batch"), unique("sku")
     payload = json.dumps({"batchref": ref, "qty": 3, "message_id": unique("msg")})
     publisher.publish("change_batch_quantity", payload)  # the batch does not exist yet
-    deadline = time.monotonic() + 10
-    while not [d for d in dead_letters(e2e_environment) if d["payload"] == payload]:
-        assert time.monotonic() < deadline, "the message was not dead-lettered"
-        time.sleep(0.1)
-    [letter] = [d for d in dead_letters(e2e_environment) if d["payload"] == payload]
+
+    def its_letters() -> list[dict[str, object]] | None:
+        return [d for d in dead_letters(e2e_environment) if d["payload"] == payload] or None
+
+    [letter] = wait_until("the message dead-lettered", its_letters, interval=0.1)
 
     add_batch(api, ref, sku, 10)
     redrive = run_cli("dead-letters", "redrive", str(letter["id"]), env=e2e_environment)
@@ -228,9 +231,10 @@ def test_the_consumer_counts_what_it_did_on_its_metrics_port(
     wait_for_quantity(e2e_environment["DATABASE_URL"], ref, 4)
     publisher.publish("change_batch_quantity", message)
     publisher.publish("change_batch_quantity", b"{broken")
-    deadline = time.monotonic() + 10
-    while consumer_metric(consumer, "dead-lettered") < before["dead-lettered"] + 1:
-        assert time.monotonic() < deadline, "the consumer's metrics never moved"
-        time.sleep(0.1)
+    wait_until(
+        "the consumer's dead-lettered count to move",
+        lambda: consumer_metric(consumer, "dead-lettered") >= before["dead-lettered"] + 1,
+        interval=0.1,
+    )
     assert consumer_metric(consumer, "applied") >= before["applied"] + 1
     assert consumer_metric(consumer, "duplicate") >= before["duplicate"] + 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.e2e.conftest import (
 from tests.e2e.test_api import add_batch, allocate
 from tests.e2e.test_consumer import wait_for_quantity
 from tests.servers import PostgresServer, RedisServer
+from tests.waiting import wait_until
 
 
 def stream_messages(client: redis.Redis, stream: str) -> list[dict[str, object]]:
@@ -57,14 +57,19 @@ def test_allocations_made_while_redis_is_down_are_all_delivered_after_it_returns
 
     # The stream is the feed that survives a subscriber connecting late.
     client = redis.Redis.from_url(redis_server.url)
+
+    def missing() -> list[str]:
+        delivered = {m["orderid"] for m in stream_messages(client, "line_allocated")}
+        return [orderid for orderid in orderids if orderid not in delivered]
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            delivered = {m["orderid"] for m in stream_messages(client, "line_allocated")}
-            if delivered >= set(orderids):
-                break
-            assert time.monotonic() < deadline, f"missing {set(orderids) - delivered}"
-            time.sleep(0.1)
+        wait_until(
+            "every allocation on the stream",
+            lambda: not missing(),
+            timeout=10,
+            interval=0.1,
+            detail=lambda: f"missing {missing()}",
+        )
         # The consumer came back too: its stream group is made anew on the empty Redis.
         ref = unique("batch")
         add_batch(api, ref, sku + "-x", 10)
@@ -112,18 +117,33 @@ def test_a_relay_killed_mid_backlog_loses_nothing_when_restarted(
     client = redis.Redis.from_url(own_redis.url)
 
     relay = start_relay(env, tmp_path / "relay.log")
-    while client.xlen("line_allocated") < 200:
-        time.sleep(0.005)
-    relay.stop(signal.SIGKILL)
+    try:
+        wait_until(
+            "the relay to publish 200 messages",
+            lambda: client.xlen("line_allocated") >= 200,
+            timeout=30,
+            interval=0.005,
+            detail=relay.tail,
+        )
+    finally:
+        relay.stop(signal.SIGKILL)
     published_before_restart = client.xlen("line_allocated")
     assert published_before_restart < 3000, "the relay finished before it could be killed"
 
     relay = start_relay(env, tmp_path / "relay.log")
-    deadline = time.monotonic() + 30
-    while len({m["message_id"] for m in stream_messages(client, "line_allocated")}) < 3000:
-        assert time.monotonic() < deadline, "messages were lost"
-        time.sleep(0.1)
-    assert relay.stop() == 0  # SIGTERM: finishes the batch in hand, exits 0
+    try:
+        wait_until(
+            "all 3000 messages on the stream (were some lost?)",
+            lambda: (
+                len({m["message_id"] for m in stream_messages(client, "line_allocated")}) >= 3000
+            ),
+            timeout=30,
+            interval=0.1,
+            detail=relay.tail,
+        )
+    finally:
+        exit_code = relay.stop()  # SIGTERM: finishes the batch in hand, exits 0
+    assert exit_code == 0, relay.tail()
 
     messages = stream_messages(client, "line_allocated")
     by_id: dict[object, dict[str, object]] = {}

@@ -17,20 +17,28 @@ def test_ready_checks_database_redis_and_migrations(api: Service) -> None:
     }
 
 
+def allocations_counted(api: Service) -> tuple[float, str]:
+    """allocation_allocations_total as one /metrics answer reports it, and the answer."""
+    text = requests.get(f"{api.url}/metrics", timeout=10).text
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("allocation_allocations_total")
+    )
+    return total, text
+
+
 def test_metrics_add_up_across_workers(api: Service) -> None:
     sku = unique("sku")
     add_batch(api, unique("batch"), sku, 100)
+    # The session's API has counted other tests' allocations: count from here on.
+    before, _ = allocations_counted(api)
     for _ in range(12):  # more requests than one worker's threads: both workers answer
         assert allocate(api, unique("order"), sku, 1).status_code == 202
     text = ""
     for _ in range(4):  # whichever worker answers, it reports every worker's counts
-        text = requests.get(f"{api.url}/metrics", timeout=10).text
-        total = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("allocation_allocations_total")
-        )
-        assert total >= 12
+        total, text = allocations_counted(api)
+        assert total - before == 12
     assert "allocation_outbox_unsent" in text
     assert "allocation_http_request_seconds_bucket" in text
 

@@ -15,10 +15,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg2
 import pytest
@@ -29,19 +28,7 @@ from sqlalchemy.engine import make_url
 from tests.e2e.conftest import Service, start_api, unique
 from tests.e2e.test_api import add_batch, allocate
 from tests.servers import free_port
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 10) -> T:
-    """Polls ``check`` until it returns something other than None/False, or fails."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
-        time.sleep(0.02)
+from tests.waiting import wait_until
 
 
 def child_pids(pid: int) -> set[int]:
@@ -83,7 +70,7 @@ def all_serving(api: Service, count: int = 2) -> set[int]:
         workers = serving_workers(api)
         return workers if len(workers) == count else None
 
-    return wait_for(f"{count} workers serving", serving, timeout=30)
+    return wait_until(f"{count} workers serving", serving, timeout=30, detail=api.tail)
 
 
 @pytest.fixture
@@ -155,11 +142,12 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
                 row = cursor.fetchone()
             return row is not None and row[0] > 0
 
-        wait_for("allocate waiting on the row lock", waiting_on_our_lock)
+        wait_until("allocate waiting on the row lock", waiting_on_our_lock)
         api.process.send_signal(signal.SIGTERM)
-        wait_for(
+        wait_until(
             "both workers told to stop",
             lambda: all(f"Stopping worker-{n}" in api.output() for n in (1, 2)),
+            detail=api.tail,
         )
         # The workers are stopping: hold the request a while longer. This is the
         # scenario under test (a slow request during shutdown), not synchronisation.
@@ -213,7 +201,7 @@ def answering_pids(api: Service, request_ids: list[str], timeout: float = 10) ->
             found[request_id] = int(match.group(1))
         return found
 
-    return wait_for("an access log line for every request", all_logged, timeout)
+    return wait_until("an access log line for every request", all_logged, timeout)
 
 
 def get_health(api: Service, request_id: str) -> requests.Response:
@@ -243,7 +231,7 @@ def test_a_killed_worker_is_replaced_and_the_api_keeps_answering(own_api: Servic
     # Gone means reaped: until the kernel has closed its files, the dying worker's
     # listening socket (one per worker, SO_REUSEPORT) still takes connections, and
     # closing it resets them. A dying process already shows an empty cmdline.
-    wait_for("the killed worker reaped", lambda: victim not in child_pids(process.pid))
+    wait_until("the killed worker reaped", lambda: victim not in child_pids(process.pid))
 
     # Until a replacement serves, and after, every request is answered.
     during: list[str] = []
@@ -255,7 +243,7 @@ def test_a_killed_worker_is_replaced_and_the_api_keeps_answering(own_api: Servic
         now = serving_workers(api)
         return now if len(now) == 2 and victim not in now else None
 
-    now = wait_for("a replacement worker serving", replaced, timeout=15)
+    now = wait_until("a replacement worker serving", replaced, timeout=15, detail=api.tail)
     assert process.poll() is None, api.output()[-3000:]
     (newcomer,) = now - workers
     output = api.output()
@@ -270,7 +258,7 @@ def test_a_killed_worker_is_replaced_and_the_api_keeps_answering(own_api: Servic
         after.extend(batch)
         return newcomer in answering_pids(api, batch).values()
 
-    wait_for("a request answered by the new worker", newcomer_answered, timeout=10)
+    wait_until("a request answered by the new worker", newcomer_answered, timeout=10)
     assert set(answering_pids(api, during + after).values()) <= workers | {newcomer}
     assert api.stop() == 0, api.output()[-3000:]
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from allocation import bootstrap
 from allocation.adapters import repository
@@ -17,6 +16,7 @@ from allocation.domain import commands, model
 from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError
 from tests.fakes import FakeNotifications
 from tests.integration.conftest import scalar
+from tests.waiting import wait_until
 
 
 def insert_product(engine: Engine, sku: str, *batches: tuple[str, int]) -> None:
@@ -115,27 +115,46 @@ def test_two_transactions_on_one_version_cannot_both_commit(
     assert scalar(factory, "SELECT orderid FROM allocations") == winners[0]
 
 
+def waiting_on_locks_of(engine: Engine, holder: int) -> list[int]:
+    """The backends waiting on a lock that backend ``holder`` holds. Asked on a
+    connection of its own in autocommit: inside a transaction pg_stat_activity
+    would not change."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return list(
+            connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND :holder = ANY(pg_blocking_pids(pid))"
+                ),
+                {"holder": holder},
+            ).scalars()
+        )
+
+
 def test_the_repository_makes_a_second_writer_wait_for_the_first(
     postgres_engine: Engine,
 ) -> None:
     factory = postgres_engine
     insert_product(factory, "HOT", ("b1", 10))
-    first_loaded, second_started = threading.Event(), threading.Event()
+    first_loaded = threading.Event()
 
     def first() -> object:
         with SqlAlchemyUnitOfWork(factory) as uow:
             product = uow.products.for_allocation("HOT", "o1")
-            assert product is not None
+            assert product is not None and uow.connection is not None
+            backend = uow.connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
             first_loaded.set()
-            second_started.wait(10)
-            time.sleep(0.2)  # the second writer is now waiting on the row lock
+            # Seen, not assumed: the second writer's load waits on the row lock we hold.
+            wait_until(
+                "the second writer waiting on the first's row lock",
+                lambda: waiting_on_locks_of(factory, backend) or None,
+            )
             result = product.allocate(model.OrderLine("o1", "HOT", 6))
             uow.commit()
         return result
 
     def second() -> object:
-        first_loaded.wait(10)
-        second_started.set()
+        assert first_loaded.wait(10), "the first writer never loaded the product"
         with SqlAlchemyUnitOfWork(factory) as uow:
             product = uow.products.for_allocation("HOT", "o2")  # blocks until first commits
             assert product is not None
