@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from allocation.domain import model
+from allocation.domain import commands, model
 from allocation.domain.exceptions import ConcurrencyConflict, DatabaseUnavailable
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
+    AbstractChangePositions,
     AbstractDeadLetters,
     AbstractNotifications,
     AbstractOutbox,
@@ -38,6 +39,7 @@ class FakeStore:
     outbox: list[OutboxMessage] = field(default_factory=list)
     outbox_sent: set[int] = field(default_factory=set)
     processed: set[str] = field(default_factory=set)
+    positions: dict[str, commands.Position] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     commits: int = 0
     commit_attempts: int = 0
@@ -192,6 +194,17 @@ class FakeProcessedMessages(AbstractProcessedMessages):
         self.ids.add(message_id)
 
 
+class FakeChangePositions(AbstractChangePositions):
+    def __init__(self, positions: dict[str, commands.Position]) -> None:
+        self.positions = positions
+
+    def last(self, batchref: str) -> commands.Position | None:
+        return self.positions.get(batchref)
+
+    def record(self, batchref: str, position: commands.Position) -> None:
+        self.positions[batchref] = position
+
+
 class FakeDeadLetters(AbstractDeadLetters):
     def __init__(self, letters: list[DeadLetter]) -> None:
         self.letters = letters
@@ -223,11 +236,13 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._outbox = list(store.outbox)
         self._outbox_sent = set(store.outbox_sent)
         self._processed = set(store.processed)
+        self._positions = dict(store.positions)
         self._dead_letters = list(store.dead_letters)
         self.products = FakeRepository(self._products)
         self.allocations_view = FakeAllocationsView(self._view)
         self.outbox = FakeOutbox(self._outbox, self._outbox_sent)
         self.processed_messages = FakeProcessedMessages(self._processed)
+        self.change_positions = FakeChangePositions(self._positions)
         self.dead_letters = FakeDeadLetters(self._dead_letters)
 
     def _commit(self) -> None:
@@ -246,6 +261,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.store.outbox = list(self._outbox)
         self.store.outbox_sent = set(self._outbox_sent)
         self.store.processed = set(self._processed)
+        self.store.positions = dict(self._positions)
         self.store.dead_letters = list(self._dead_letters)
         self.store.commits += 1
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import events
+from allocation.domain.commands import Position
 from allocation.service_layer.messages import OutboxMessage, to_message
 from allocation.service_layer.ports import DeadLetter
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
@@ -107,3 +108,16 @@ def test_dead_letters_are_listed_until_redriven(uow_factory: UnitOfWorkFactory) 
         assert len(uow.dead_letters.list(include_redriven=True)) == 2
         redriven = uow.dead_letters.get(first.id)
     assert redriven is not None and redriven.redriven_at is not None
+
+
+def test_the_last_change_position_is_kept_per_batch(uow_factory: UnitOfWorkFactory) -> None:
+    first, later = Position.of_sequence(3), Position.of_stream_entry("1700000000000-2")
+    with committed(uow_factory) as uow:
+        assert uow.change_positions.last("b1") is None
+        uow.change_positions.record("b1", first)
+        uow.change_positions.record("b2", later)
+    with committed(uow_factory) as uow:
+        assert uow.change_positions.last("b1") == first
+        uow.change_positions.record("b1", later)
+    with committed(uow_factory) as uow:
+        assert (uow.change_positions.last("b1"), uow.change_positions.last("b2")) == (later, later)

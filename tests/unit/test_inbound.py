@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -147,3 +148,45 @@ def test_a_dead_letter_is_redriven_once_its_cause_is_fixed(
         inbox.redrive(letter.id)
     with pytest.raises(Rejected, match="no dead letter 99"):
         inbox.redrive(99)
+
+
+def change(qty: int, **order: object) -> bytes:
+    return json.dumps({"batchref": "b1", "qty": qty, **order}).encode()
+
+
+def test_a_change_older_than_the_last_one_applied_is_stale(
+    service: FakeService, inbox: Inbox
+) -> None:
+    assert inbox.process(change(7, sequence=5), "channel") is Outcome.APPLIED
+    assert inbox.process(change(3, sequence=4), "channel") is Outcome.STALE
+    assert inbox.process(change(6, sequence=5), "channel") is Outcome.STALE  # not after
+    assert purchased(service) == 7
+    assert inbox.process(change(8, sequence=6), "channel") is Outcome.APPLIED
+    assert purchased(service) == 8
+
+
+def test_stream_entries_are_ordered_by_their_ids(service: FakeService, inbox: Inbox) -> None:
+    assert inbox.process(change(5), "stream", "stream:200-0", "200-0") is Outcome.APPLIED
+    assert inbox.process(change(4), "stream", "stream:199-9", "199-9") is Outcome.STALE
+    assert inbox.process(change(6), "stream", "stream:1000-0", "1000-0") is Outcome.APPLIED
+    assert purchased(service) == 6  # 1000 after 200: compared as numbers, not text
+
+
+def test_the_producers_own_time_orders_changes(service: FakeService, inbox: Inbox) -> None:
+    late, early = "2026-11-27T10:00:00+01:00", "2026-11-27T08:30:00Z"  # 09:00 and 08:30 UTC
+    assert inbox.process(change(5, occurred_at=late), "channel") is Outcome.APPLIED
+    assert inbox.process(change(9, occurred_at=early), "channel") is Outcome.STALE
+    assert purchased(service) == 5
+
+
+def test_a_stale_change_is_remembered_as_processed(service: FakeService, inbox: Inbox) -> None:
+    inbox.process(change(5, sequence=2, message_id="m2"), "channel")
+    assert inbox.process(change(4, sequence=1, message_id="m1"), "channel") is Outcome.STALE
+    assert inbox.process(change(4, sequence=1, message_id="m1"), "channel") is Outcome.DUPLICATE
+    assert service.store.processed == {"m1", "m2"}
+
+
+def test_changes_without_a_position_always_apply(service: FakeService, inbox: Inbox) -> None:
+    inbox.process(change(5, sequence=9), "channel")
+    assert inbox.process(change(4), "channel") is Outcome.APPLIED
+    assert purchased(service) == 4

@@ -96,8 +96,8 @@ def test_the_orderid_parameter_has_the_schema_that_validates_it() -> None:
 
 def test_every_status_is_described() -> None:
     statuses = {
-        ("post", "/add_batch"): {"201", "400", "401", "409", "413", "503"},
-        ("post", "/allocate"): {"202", "400", "401", "409", "413", "503"},
+        ("post", "/add_batch"): {"201", "400", "401", "409", "413", "415", "503"},
+        ("post", "/allocate"): {"202", "400", "401", "409", "413", "415", "503"},
         ("get", "/allocations/{orderid}"): {"200", "400", "404", "503"},
         ("get", "/health"): {"200"},
         ("get", "/ready"): {"200", "503"},
@@ -178,7 +178,12 @@ def test_real_responses_match_the_description(client: FlaskClient) -> None:
     check("/add_batch", "post", client.post("/add_batch", json=batch))
     check("/add_batch", "post", client.post("/add_batch", json=batch))  # 409
     check("/add_batch", "post", client.post("/add_batch", json={"ref": "b2"}))  # 400
-    check("/add_batch", "post", client.post("/add_batch", data="x" * 5000))  # 413
+    too_long = client.post("/add_batch", data="x" * 5000, content_type="application/json")
+    assert too_long.status_code == 413
+    check("/add_batch", "post", too_long)
+    not_json = client.post("/add_batch", data="x", content_type="text/plain")
+    assert not_json.status_code == 415
+    check("/add_batch", "post", not_json)
 
     allocated = client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 2})
     assert allocated.status_code == 202

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Integer, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from allocation.adapters import database, orm
 from allocation.adapters.statements import WriteBatch, param, statement
+from allocation.domain.commands import Position
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
+    AbstractChangePositions,
     AbstractDeadLetters,
     AbstractOutbox,
     AbstractProcessedMessages,
@@ -75,6 +79,30 @@ PROCESSED_INSERT = statement(
         message_id=param("message_id", orm.processed_messages.c.message_id),
         processed_at=param("processed_at", orm.processed_messages.c.processed_at),
     ),
+)
+
+
+_POSITIONS = orm.batch_change_positions
+
+
+def _position_upsert(insert: Any) -> Any:
+    values = {
+        "batchref": param("batchref", _POSITIONS.c.batchref),
+        "kind": param("kind", _POSITIONS.c.kind),
+        "key": param("key", _POSITIONS.c.key),
+        "changed_at": param("changed_at", _POSITIONS.c.changed_at),
+    }
+    new_row = insert(_POSITIONS).values(**values)
+    return new_row.on_conflict_do_update(
+        index_elements=[_POSITIONS.c.batchref],
+        set_={name: getattr(new_row.excluded, name) for name in ("kind", "key", "changed_at")},
+    )
+
+
+POSITION_UPSERT = statement(
+    "record_change_position",
+    _position_upsert(postgresql.insert),
+    _position_upsert(sqlite.insert),
 )
 
 
@@ -145,6 +173,29 @@ class SqlAlchemyProcessedMessages(AbstractProcessedMessages):
     def add(self, message_id: str) -> None:
         self._writes.add(
             PROCESSED_INSERT, {"message_id": message_id, "processed_at": datetime.now(UTC)}
+        )
+
+
+class SqlAlchemyChangePositions(AbstractChangePositions):
+    def __init__(self, session: Session, writes: WriteBatch) -> None:
+        self.session = session
+        self._writes = writes
+
+    def last(self, batchref: str) -> Position | None:
+        row = self.session.execute(
+            select(_POSITIONS.c.kind, _POSITIONS.c.key).where(_POSITIONS.c.batchref == batchref)
+        ).first()
+        return None if row is None else Position(row[0], row[1])
+
+    def record(self, batchref: str, position: Position) -> None:
+        self._writes.add(
+            POSITION_UPSERT,
+            {
+                "batchref": batchref,
+                "kind": position.kind,
+                "key": position.key,
+                "changed_at": datetime.now(UTC),
+            },
         )
 
 

@@ -97,6 +97,16 @@ processed_messages = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
+# Where the last change applied to each batch stood in its producer's order.
+batch_change_positions = Table(
+    "batch_change_positions",
+    metadata,
+    Column("batchref", String(NAME_LENGTH), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from allocation.adapters import database
 from allocation.adapters.messaging_store import (
+    SqlAlchemyChangePositions,
     SqlAlchemyDeadLetters,
     SqlAlchemyOutbox,
     SqlAlchemyProcessedMessages,
@@ -49,6 +50,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.allocations_view = SqlAlchemyAllocationsView(self.session, self._writes)
         self.outbox = SqlAlchemyOutbox(self.session, self._writes)
         self.processed_messages = SqlAlchemyProcessedMessages(self.session, self._writes)
+        self.change_positions = SqlAlchemyChangePositions(self.session, self._writes)
         self.dead_letters = SqlAlchemyDeadLetters(self.session)
         return self
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import Literal
 
 
 class Command:
@@ -26,7 +27,38 @@ class Allocate(Command):
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where a change stands in its producer's order. Positions compare only within one
+    kind; a change of another kind than the last one counts as newer."""
+
+    kind: Literal["sequence", "occurred_at", "stream"]
+    key: str  # sorts in the producer's order, within the kind
+
+    @classmethod
+    def of_sequence(cls, number: int) -> Position:
+        return cls("sequence", f"{number:020d}")
+
+    @classmethod
+    def of_time(cls, moment: datetime) -> Position:
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return cls("occurred_at", utc.strftime("%Y-%m-%dT%H:%M:%S.%f"))
+
+    @classmethod
+    def of_stream_entry(cls, entry_id: str) -> Position:
+        """A Redis stream entry id, "<milliseconds>-<sequence>"."""
+        milliseconds, _, number = entry_id.partition("-")
+        return cls("stream", f"{int(milliseconds):020d}-{int(number or 0):020d}")
+
+    def is_after(self, other: Position) -> bool:
+        return self.kind != other.kind or self.key > other.key
+
+
+@dataclass(frozen=True)
 class ChangeBatchQuantity(Command):
+    """Sets a batch's quantity. Given a position, it is applied only if it comes after the
+    last change applied to the batch: "the batch now holds N" means the last N wins."""
+
     ref: str
     qty: int
     message_id: str | None = None
+    position: Position | None = None

@@ -217,7 +217,11 @@ def dead_letters_redrive(letter_id: int) -> None:
         outcome = inbox.redrive(letter_id)
     except Rejected as error:
         raise click.ClickException(str(error)) from None
-    done = "applied" if outcome is Outcome.APPLIED else "was already applied"
+    done = {
+        Outcome.APPLIED: "applied",
+        Outcome.DUPLICATE: "was already applied",
+        Outcome.STALE: "is older than the batch's last change: recorded, not applied",
+    }[outcome]
     click.echo(f"dead letter {letter_id} {done}")
 
 

@@ -16,7 +16,7 @@ from flask.sessions import NullSession, SessionInterface, SessionMixin
 from allocation import bootstrap, views
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints import docs, errors, observability, schemas
+from allocation.entrypoints import bodies, docs, errors, observability, schemas
 from allocation.service_layer import relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 
@@ -39,9 +39,10 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
     observability.install(app)
+    bodies.require_json(app)
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
-    _add_routes(app, service)
+    _add_routes(app, service, settings.max_request_bytes)
     docs.register_docs(app)
     app.wsgi_app = _whole_body(app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app
@@ -87,18 +88,18 @@ class _Flask(Flask):
         return func
 
 
-def _add_routes(app: Flask, service: bootstrap.Api) -> None:
+def _add_routes(app: Flask, service: bootstrap.Api, limit: int) -> None:
     bus, read_model = service.bus, service.read_model
 
     @app.post("/add_batch")
     def add_batch() -> tuple[Response, int]:
-        cmd = schemas.parse(schemas.AddBatchRequest, request.get_data()).to_command()
+        cmd = schemas.parse(schemas.AddBatchRequest, bodies.read(limit)).to_command()
         bus.handle(cmd)
         return jsonify(ref=cmd.ref), 201
 
     @app.post("/allocate")
     def allocate() -> tuple[Response, int, dict[str, str]]:
-        cmd = schemas.parse(schemas.AllocateRequest, request.get_data()).to_command()
+        cmd = schemas.parse(schemas.AllocateRequest, bodies.read(limit)).to_command()
         batchref = bus.handle(cmd)
         location = f"/allocations/{quote(cmd.orderid, safe='')}"
         return jsonify(batchref=batchref), 202, {"Location": location}

@@ -23,14 +23,39 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# Every C0 and C1 control character and DEL, written as a visible escape: a request
+# path or header carrying CR, LF, NUL or a terminal escape can neither start a
+# forged line nor hide or recolour one.
+_ESCAPES = {
+    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}")
+    for code in [*range(0x20), *range(0x7F, 0xA0)]
+} | {ord("\\"): "\\\\"}
+
+
+def escape_controls(text: str) -> str:
+    """The text with control characters (and backslashes) escaped: one line, safe to print."""
+    return text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
-    """The text format, with the timestamp's date and time formatted once a second
-    rather than on every line (every request writes one)."""
+    """The text format: one line per record whatever the message holds (a traceback
+    follows on lines of its own), with the timestamp's date and time formatted once
+    a second rather than on every line (every request writes one)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self._second = -1
         self._stamp = ""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, every line indented: an exception's message may carry what a
+        client sent, and no line of it may pass for a record of its own (a record
+        starts with its timestamp)."""
+        lines = super().formatException(ei).split("\n")
+        return "\n".join("  " + escape_controls(line) for line in lines)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)

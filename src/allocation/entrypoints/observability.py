@@ -56,7 +56,7 @@ def install(app: Flask, pieces: Pieces = Pieces()) -> None:
             logger.info(
                 "%s %s %d %.1fms",
                 request.method,
-                request.path,
+                _shortened(request.path),
                 response.status_code,
                 elapsed * 1000,
             )
@@ -69,6 +69,16 @@ def install(app: Flask, pieces: Pieces = Pieces()) -> None:
             unbind_log_context: Callable[[], None] | None = g.pop("unbind_log_context", None)
             if unbind_log_context is not None:
                 unbind_log_context()
+
+
+# A path in the access log is cut here: a client may send kilobytes of one.
+MAX_LOGGED_PATH = 512
+
+
+def _shortened(path: str) -> str:
+    if len(path) <= MAX_LOGGED_PATH:
+        return path
+    return f"{path[:MAX_LOGGED_PATH]}… ({len(path)} characters)"
 
 
 def _usable_request_id(value: str) -> bool:

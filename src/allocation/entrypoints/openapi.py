@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
 from allocation.domain.exceptions import DatabaseUnavailable
 from allocation.entrypoints import errors, responses
@@ -31,9 +31,15 @@ Allocates customer order lines to batches of stock: warehouse stock first, then
 the batch with the earliest ETA.
 
 **Errors** are JSON `{"message": "…"}`. Invalid input is a 400 naming every
-problem, and nothing is written. Quantities are JSON integers (`5`, not `"5"`,
-`5.0` or `5e0`). Unknown keys in a body are ignored. An unexpected failure is a
-500 `{"message": "Internal server error"}`.
+problem, and nothing is written. A write with a body must send it as
+`Content-Type: application/json` (415 otherwise), at most `MAX_REQUEST_BYTES`
+long (413 otherwise, whether or not it says its length). Quantities are JSON
+integers (`5`, not `"5"`, `5.0` or `5e0`). Unknown keys in a body are ignored. An
+unexpected failure is a 500 `{"message": "Internal server error"}`.
+
+**Cross-origin requests:** the API sends no CORS headers, so browsers keep other
+sites' pages from reading its answers, and a write needs a JSON content type,
+which no plain form can send.
 
 **Authentication** is optional: when the server runs with `API_TOKEN` set, the
 POST operations require `Authorization: Bearer <API_TOKEN>` and answer 401
@@ -52,6 +58,7 @@ _MEANING = {
     404: "Not found.",
     409: "Refused: it conflicts with what is there.",
     413: "The body is larger than the server's `MAX_REQUEST_BYTES` (64 KiB by default).",
+    415: "A write's body must be sent as `Content-Type: application/json`.",
     503: "A service the API depends on (the database) is unavailable; retry later.",
 }
 _HEADER_MEANING = {
@@ -62,7 +69,8 @@ _HEADER_MEANING = {
 # What every write can meet besides its own refusals, and what every read of the database can.
 _WRITE_REFUSALS: tuple[Exception, ...] = (
     errors.Unauthorized(),
-    RequestEntityTooLarge("The body is larger than the server accepts."),
+    RequestEntityTooLarge("The body is larger than this server accepts (65536 bytes)"),
+    UnsupportedMediaType("Content-Type must be application/json (got text/plain)"),
 )
 _DATABASE_REFUSALS: tuple[Exception, ...] = (DatabaseUnavailable(),)
 
@@ -182,8 +190,8 @@ def _refusals(operation: Operation, refs: Refs) -> dict[str, Any]:
 
 
 def _status(refusal: Exception) -> int:
-    if isinstance(refusal, RequestEntityTooLarge):
-        return int(refusal.code or 413)
+    if isinstance(refusal, HTTPException):
+        return int(refusal.code or 500)
     return errors.status_for(type(refusal))
 
 
@@ -205,7 +213,7 @@ def _refusal(status: int, refusals: list[Exception], refs: Refs) -> dict[str, An
 
 
 def _message(refusal: Exception) -> str:
-    if isinstance(refusal, RequestEntityTooLarge):
+    if isinstance(refusal, HTTPException):
         return str(refusal.description)
     return str(refusal)
 

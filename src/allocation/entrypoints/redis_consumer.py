@@ -36,8 +36,14 @@ class Processor:
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
 
-    def process(self, data: bytes, source: str, fallback_id: str | None = None) -> Outcome:
-        outcome = self._inbox.process(data, source, fallback_id)
+    def process(
+        self,
+        data: bytes,
+        source: str,
+        fallback_id: str | None = None,
+        stream_entry: str | None = None,
+    ) -> Outcome:
+        outcome = self._inbox.process(data, source, fallback_id, stream_entry)
         metrics.CONSUMER_MESSAGES.labels(outcome.value).inc()
         return outcome
 
@@ -131,6 +137,8 @@ def _process_entries(client: redis.Redis, processor: Processor, entries: list[An
             client.xack(STREAM, GROUP, entry_id)
             continue
         data = fields.get(b"data", b"")
-        outcome = processor.process(data, f"stream:{STREAM}", fallback_id=f"stream:{entry}")
+        outcome = processor.process(
+            data, f"stream:{STREAM}", fallback_id=f"stream:{entry}", stream_entry=entry
+        )
         if outcome is not Outcome.RETRY_LATER:
             client.xack(STREAM, GROUP, entry_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -54,11 +54,29 @@ class ChangeBatchQuantityMessage(_Strict):
     batchref: Name
     qty: Quantity
     message_id: Name | None = None
+    # The producer's own order, if it sends one: a change is applied only when it
+    # comes after the last one applied to the batch.
+    sequence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    occurred_at: datetime | None = None
 
-    def to_command(self, fallback_id: str | None = None) -> commands.ChangeBatchQuantity:
+    def to_command(
+        self, fallback_id: str | None = None, stream_entry: str | None = None
+    ) -> commands.ChangeBatchQuantity:
         return commands.ChangeBatchQuantity(
-            ref=self.batchref, qty=self.qty, message_id=self.message_id or fallback_id
+            ref=self.batchref,
+            qty=self.qty,
+            message_id=self.message_id or fallback_id,
+            position=self._position(stream_entry),
         )
+
+    def _position(self, stream_entry: str | None) -> commands.Position | None:
+        if self.sequence is not None:
+            return commands.Position.of_sequence(self.sequence)
+        if self.occurred_at is not None:
+            return commands.Position.of_time(self.occurred_at)
+        if stream_entry is not None:
+            return commands.Position.of_stream_entry(stream_entry)
+        return None
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -75,15 +93,16 @@ def parse(schema: type[Model], raw: bytes | str) -> Model:
 
 
 def parse_change_batch_quantity(
-    data: bytes | str, fallback_id: str | None
+    data: bytes | str, fallback_id: str | None, stream_entry: str | None
 ) -> commands.ChangeBatchQuantity:
     """The command a change_batch_quantity message asks for (the message's own id,
-    else ``fallback_id``), or Rejected naming everything wrong with it."""
+    else ``fallback_id``; its own order, else its stream entry's), or Rejected naming
+    everything wrong with it."""
     try:
         message = parse(ChangeBatchQuantityMessage, data)
     except InvalidInput as error:
         raise Rejected(f"malformed: {error}") from None
-    return message.to_command(fallback_id)
+    return message.to_command(fallback_id, stream_entry)
 
 
 def parse_orderid(raw: str) -> str:

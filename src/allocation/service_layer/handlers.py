@@ -8,6 +8,7 @@ written by the Unit of Work's commit, in the same transaction as the change.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from allocation.domain import commands, events, model
 from allocation.domain.exceptions import DuplicateBatch, InvalidSku, OutOfStockError, UnknownBatch
@@ -43,19 +44,40 @@ def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str:
     return batchref
 
 
-def change_batch_quantity(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOfWork) -> bool:
-    """Applies the change; returns False when this message id was already applied."""
+ChangeResult = Literal["applied", "duplicate", "stale"]
+
+
+def change_batch_quantity(
+    cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOfWork
+) -> ChangeResult:
+    """Applies the change, unless its message id was applied before ("duplicate") or a
+    change later in its producer's order was ("stale": recorded, not applied)."""
     with uow:
         if cmd.message_id is not None and uow.processed_messages.contains(cmd.message_id):
             logger.info("message %s was already applied; skipping it", cmd.message_id)
-            return False
+            return "duplicate"
+        # Loading takes the product's lock: changes to one batch are checked in turn.
         product = uow.products.for_batch_change(cmd.ref)
         if product is None:
             raise UnknownBatch(cmd.ref)
-        product.change_batch_quantity(cmd.ref, cmd.qty)
+        result: ChangeResult = "stale" if _is_stale(cmd, uow) else "applied"
+        if result == "applied":
+            product.change_batch_quantity(cmd.ref, cmd.qty)
+            if cmd.position is not None:
+                uow.change_positions.record(cmd.ref, cmd.position)
         if cmd.message_id is not None:
             uow.processed_messages.add(cmd.message_id)
         uow.commit()
+    return result
+
+
+def _is_stale(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOfWork) -> bool:
+    if cmd.position is None:
+        return False
+    last = uow.change_positions.last(cmd.ref)
+    if last is None or cmd.position.is_after(last):
+        return False
+    logger.info("stale change of %s (%s, after %s); not applied", cmd.ref, cmd.position, last)
     return True
 
 

@@ -25,17 +25,26 @@ logger = logging.getLogger(__name__)
 class Outcome(enum.Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    STALE = "stale"  # a later change to the same batch was applied already
     DEAD_LETTERED = "dead-lettered"
     RETRY_LATER = "retry later"
+
+
+_DONE = {
+    Outcome.APPLIED: "applied",
+    Outcome.DUPLICATE: "skipped duplicate",
+    Outcome.STALE: "skipped stale",
+}
 
 
 class Rejected(Exception):
     """The message can never be applied as it is; the message says why."""
 
 
-Parser = Callable[[bytes | str, str | None], commands.Command]
-"""Turns a message's bytes (and the id to use when it carries none) into a command,
-or raises Rejected."""
+Parser = Callable[[bytes | str, str | None, str | None], commands.Command]
+"""Turns a message's bytes into a command, or raises Rejected. Also given: the id to
+use when the message carries none, and its stream entry id when it came from a
+stream (it orders changes from a producer that sends no position of its own)."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +55,18 @@ class Inbox:
     attempts: int  # tries while the database is unreachable
     stop: threading.Event
 
-    def process(self, data: bytes, source: str, fallback_id: str | None = None) -> Outcome:
+    def process(
+        self,
+        data: bytes,
+        source: str,
+        fallback_id: str | None = None,
+        stream_entry: str | None = None,
+    ) -> Outcome:
         """Parses once, applies (retrying only an unreachable database), and says
         what became of the message; it never raises."""
         with log_context.bound(message_id=fallback_id):
             try:
-                command = self.parse(data, fallback_id)
+                command = self.parse(data, fallback_id, stream_entry)
             except Rejected as rejected:
                 return self._dead_letter(data, source, str(rejected), fallback_id)
         with log_context.bound(message_id=getattr(command, "message_id", None) or fallback_id):
@@ -63,7 +78,7 @@ class Inbox:
         try:
             for attempt in self._retrying(data, source):
                 with attempt:
-                    applied = apply(self.bus, command)
+                    outcome = apply(self.bus, command)
         except Rejected as rejected:
             return self._dead_letter(data, source, str(rejected), fallback_id)
         except InfrastructureUnavailable as error:
@@ -74,9 +89,8 @@ class Inbox:
         except Exception as error:  # a bug: keep the message, report it, go on
             logger.exception("applying %s message %r failed", source, data)
             return self._dead_letter(data, source, f"failed: {error!r}", fallback_id)
-        verb = "applied" if applied else "skipped duplicate"
-        logger.info("%s %s message %r", verb, source, data)
-        return Outcome.APPLIED if applied else Outcome.DUPLICATE
+        logger.info("%s %s message %r", _DONE[outcome], source, data)
+        return outcome
 
     def _retrying(self, data: bytes, source: str) -> retry.Retrying:
         def log_retry(state: retry.RetryCallState) -> None:
@@ -119,19 +133,20 @@ class Inbox:
         if letter.redriven_at is not None:
             raise Rejected(f"dead letter {letter_id} was already re-driven")
         try:
-            applied = apply(self.bus, self.parse(letter.payload, letter.message_id))
+            outcome = apply(self.bus, self.parse(letter.payload, letter.message_id, None))
         except Rejected as error:
             raise Rejected(f"still cannot apply it: {error}") from None
         dead_letters.mark_redriven(self.uow_factory(), letter_id)
-        return Outcome.APPLIED if applied else Outcome.DUPLICATE
+        return outcome
 
 
-def apply(bus: MessageBus, command: commands.Command) -> bool:
-    """Runs the command; False if its message id was applied before. An error that
-    will not go away by itself (an unknown batch, a change that keeps losing its
-    race after the bus's own retries) is a Rejected; an unreachable database is not."""
+def apply(bus: MessageBus, command: commands.Command) -> Outcome:
+    """Runs the command: applied, a duplicate (its message id was applied before) or
+    stale. An error that will not go away by itself (an unknown batch, a change that
+    keeps losing its race after the bus's own retries) is a Rejected; an unreachable
+    database is not."""
     try:
-        return bool(bus.handle(command))
+        return Outcome(bus.handle(command))
     except InfrastructureUnavailable:
         raise
     except AllocationError as error:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from allocation.domain import model
+from allocation.domain import commands, model
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.product_changes import (
     ProductAsRead,
@@ -147,6 +147,17 @@ class AbstractProcessedMessages(abc.ABC):
 
     @abc.abstractmethod
     def add(self, message_id: str) -> None: ...
+
+
+class AbstractChangePositions(abc.ABC):
+    """Where the last change applied to each batch stood in its producer's order,
+    recorded in the transaction that applied it."""
+
+    @abc.abstractmethod
+    def last(self, batchref: str) -> commands.Position | None: ...
+
+    @abc.abstractmethod
+    def record(self, batchref: str, position: commands.Position) -> None: ...
 
 
 @dataclass(frozen=True)

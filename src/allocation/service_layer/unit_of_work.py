@@ -10,6 +10,7 @@ from allocation.domain import events
 from allocation.service_layer.messages import to_message
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
+    AbstractChangePositions,
     AbstractDeadLetters,
     AbstractOutbox,
     AbstractProcessedMessages,
@@ -32,6 +33,7 @@ class AbstractUnitOfWork(abc.ABC):
     allocations_view: AbstractAllocationsView
     outbox: AbstractOutbox
     processed_messages: AbstractProcessedMessages
+    change_positions: AbstractChangePositions
     dead_letters: AbstractDeadLetters
 
     def __init__(self) -> None:
