@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from allocation.domain import commands, model
+from allocation.domain.availability import Availability
 from allocation.domain.exceptions import ConcurrencyConflict, DatabaseUnavailable
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
+    AbstractAvailabilityView,
     AbstractChangePositions,
     AbstractDeadLetters,
     AbstractNotifications,
@@ -25,6 +27,8 @@ from allocation.service_layer.ports import (
     AllocationRow,
     Backlog,
     DeadLetter,
+    OrderLineState,
+    WaitingLine,
 )
 from allocation.service_layer.product_changes import ProductChanges
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
@@ -40,6 +44,7 @@ class FakeStore:
     outbox_sent: set[int] = field(default_factory=set)
     processed: set[str] = field(default_factory=set)
     positions: dict[str, commands.Position] = field(default_factory=dict)
+    availability: dict[str, Availability] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     commits: int = 0
     commit_attempts: int = 0
@@ -71,17 +76,29 @@ class FakeRepository(AbstractRepository):
         pass  # stored at commit, from changes()
 
     def _get(self, sku: str) -> model.Product | None:
-        return self._copy(self._stored.get(sku), keep=None)
+        return self._copy(self._stored.get(sku), lines=None, waiting=_everything)
 
     def _for_allocation(self, sku: str, orderid: str) -> model.Product | None:
-        return self._copy(self._stored.get(sku), keep=lambda line: line.orderid == orderid)
+        of_order = _of_order(orderid)
+        return self._copy(self._stored.get(sku), lines=of_order, waiting=of_order)
 
     def _for_batch_change(self, ref: str) -> model.Product | None:
         found = next((p for p in self._stored.values() if p.batch(ref) is not None), None)
-        return self._copy(found, keep=lambda _line: True)
+        return self._copy(found, lines=_everything, waiting=_everything)
+
+    def _for_cancellation(self, sku: str, orderid: str) -> model.Product | None:
+        return self._copy(self._stored.get(sku), lines=_of_order(orderid), waiting=_everything)
 
     def has_batch(self, ref: str) -> bool:
         return any(p.batch(ref) is not None for p in self._stored.values())
+
+    def skus_of_order(self, orderid: str) -> set[str]:
+        return {
+            product.sku
+            for product in self._stored.values()
+            if any(b.line_for_order(orderid) for b in product.batches)
+            or any(w.orderid == orderid for w in product.backorders)
+        }
 
     def allocation_rows(self) -> set[AllocationRow]:
         return {
@@ -91,18 +108,32 @@ class FakeRepository(AbstractRepository):
             for line in batch.allocations
         }
 
+    def availabilities(self) -> list[Availability]:
+        return [self._stored[sku].availability() for sku in sorted(self._stored)]
+
     @staticmethod
     def _copy(
-        product: model.Product | None, keep: Callable[[model.OrderLine], bool] | None
+        product: model.Product | None,
+        lines: Callable[[Any], bool] | None,
+        waiting: Callable[[Any], bool],
     ) -> model.Product | None:
         if product is None:
             return None
         loaded = copy.deepcopy(product)
         loaded.events = []  # events are never stored
         for batch in loaded.batches:
-            lines = batch._allocations
-            batch._allocations = _NotLoaded() if keep is None else {x for x in lines if keep(x)}  # type: ignore[assignment]
+            held = batch._allocations
+            batch._allocations = _NotLoaded() if lines is None else {x for x in held if lines(x)}  # type: ignore[assignment]
+        loaded.backorders = [w for w in loaded.backorders if waiting(w)]
         return loaded
+
+
+def _everything(_line: Any) -> bool:
+    return True
+
+
+def _of_order(orderid: str) -> Callable[[Any], bool]:
+    return lambda line: bool(line.orderid == orderid)
 
 
 def store_changes(stored: dict[str, model.Product], changes: ProductChanges) -> None:
@@ -131,6 +162,10 @@ def store_changes(stored: dict[str, model.Product], changes: ProductChanges) -> 
         stored_batch = target.batch(ref)
         assert stored_batch is not None
         stored_batch._allocations.add(line)
+    gone = {(orderid, sku) for orderid, sku, _qty, _since in changes.removed_waiting}
+    target.backorders = [w for w in target.backorders if (w.orderid, w.sku) not in gone]
+    target.backorders += [model.Backorder(*waiting) for waiting in changes.added_waiting]
+    target.backordered_quantity = product.backordered_quantity
 
 
 class FakeAllocationsView(AbstractAllocationsView):
@@ -147,11 +182,50 @@ class FakeAllocationsView(AbstractAllocationsView):
         return {(orderid, sku, ref) for (orderid, sku), ref in self._rows.items()}
 
 
+class FakeAvailabilityView(AbstractAvailabilityView):
+    def __init__(self, rows: dict[str, Availability]) -> None:
+        self._rows = rows
+
+    def put(self, availability: Availability) -> None:
+        self._rows[availability.sku] = availability
+
+    def remove(self, sku: str) -> None:
+        self._rows.pop(sku, None)
+
+    def all(self) -> dict[str, Availability]:
+        return dict(self._rows)
+
+
 class FakeReadModel(AbstractReadModel):
     """Answers from what the fake store holds, i.e. what was committed."""
 
     def __init__(self, store: FakeStore) -> None:
         self._store = store
+
+    def availability(self, skus: Sequence[str]) -> list[Availability]:
+        rows = self._store.availability
+        return [rows[sku] for sku in dict.fromkeys(skus) if sku in rows]
+
+    def order_lines(self, orderid: str) -> list[OrderLineState]:
+        found = []
+        for product in self._store.products.values():
+            for batch in product.batches:
+                line = batch.line_for_order(orderid)
+                if line is not None:
+                    found.append(
+                        OrderLineState(line.sku, line.qty, "allocated", batch.reference, batch.eta)
+                    )
+            for waiting in product.backorders:
+                if waiting.orderid == orderid:
+                    found.append(
+                        OrderLineState(waiting.sku, waiting.qty, "backordered", None, None)
+                    )
+        return sorted(found, key=lambda line: line.sku)
+
+    def waiting_lines(self, sku: str) -> list[WaitingLine]:
+        product = self._store.products.get(sku)
+        queue = [] if product is None else sorted(product.backorders, key=model.Backorder.place)
+        return [WaitingLine(w.orderid, w.qty, w.since) for w in queue]
 
     def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
         return [
@@ -233,6 +307,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.store = store
         self._products = copy.deepcopy(store.products)  # this transaction's rows
         self._view = dict(store.view)
+        self._availability = dict(store.availability)
         self._outbox = list(store.outbox)
         self._outbox_sent = set(store.outbox_sent)
         self._processed = set(store.processed)
@@ -240,12 +315,13 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._dead_letters = list(store.dead_letters)
         self.products = FakeRepository(self._products)
         self.allocations_view = FakeAllocationsView(self._view)
+        self.availability_view = FakeAvailabilityView(self._availability)
         self.outbox = FakeOutbox(self._outbox, self._outbox_sent)
         self.processed_messages = FakeProcessedMessages(self._processed)
         self.change_positions = FakeChangePositions(self._positions)
         self.dead_letters = FakeDeadLetters(self._dead_letters)
 
-    def _commit(self) -> None:
+    def _commit(self, changes: Sequence[ProductChanges]) -> None:
         self.store.commit_attempts += 1
         if self.store.outages_to_raise > 0:
             self.store.outages_to_raise -= 1
@@ -253,11 +329,12 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         if self.store.conflicts_to_raise > 0:
             self.store.conflicts_to_raise -= 1
             raise ConcurrencyConflict("fake")
-        for changes in self.products.changes():
-            if changes.rows_changed:
-                store_changes(self._products, changes)
+        for change in changes:
+            if change.rows_changed:
+                store_changes(self._products, change)
         self.store.products = copy.deepcopy(self._products)
         self.store.view = dict(self._view)
+        self.store.availability = dict(self._availability)
         self.store.outbox = list(self._outbox)
         self.store.outbox_sent = set(self._outbox_sent)
         self.store.processed = set(self._processed)

@@ -14,7 +14,7 @@ from allocation.adapters import database, metrics, orm
 from allocation.adapters.health import ReadinessProbe
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
 from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
-from allocation.adapters.read_model import SqlReadModel
+from allocation.adapters.queries import SqlReadModel
 from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
@@ -52,6 +52,8 @@ COMMAND_HANDLERS: Mapping[type[commands.Command], Handler] = {
     commands.CreateBatch: handlers.add_batch,
     commands.Allocate: handlers.allocate,
     commands.ChangeBatchQuantity: handlers.change_batch_quantity,
+    commands.CancelLine: handlers.cancel_line,
+    commands.CancelOrder: handlers.cancel_order,
 }
 
 

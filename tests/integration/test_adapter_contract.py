@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 from sqlalchemy import Engine
 
+from allocation import bootstrap
 from allocation.adapters import database
-from allocation.adapters.read_model import SqlReadModel
+from allocation.adapters.queries import SqlReadModel
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from allocation.service_layer.ports import AbstractReadModel
+from allocation.config import Settings
+from allocation.domain import commands
+from allocation.domain.availability import Availability, Slot
+from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.ports import AbstractReadModel, OrderLineState
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
-from tests.fakes import FakeReadModel, FakeStore, FakeUnitOfWork
+from tests.fakes import FakeNotifications, FakeReadModel, FakeStore, FakeUnitOfWork
 
 
 @dataclass
@@ -74,3 +80,62 @@ def test_uncommitted_rows_are_not_read(side: Side) -> None:
     with side.uow_factory() as uow:
         uow.allocations_view.add("o1", "LAMP", "b1")
     assert side.read_model.allocations_for_order("o1") == []
+
+
+# The availability and order reads, after changes made through the bus.
+
+
+def bus_of(side: Side) -> MessageBus:
+    return bootstrap.bootstrap(
+        Settings(), uow_factory=side.uow_factory, notifications=FakeNotifications()
+    )
+
+
+def test_availability_of_known_skus_in_the_order_asked(side: Side) -> None:
+    bus = bus_of(side)
+    bus.handle(commands.CreateBatch("b-late", "LAMP", 4, date(2030, 2, 1)))
+    bus.handle(commands.CreateBatch("b-stock", "LAMP", 5))
+    bus.handle(commands.CreateBatch("b-soon", "LAMP", 6, date(2030, 1, 1)))
+    bus.handle(commands.CreateBatch("v1", "VASE", 1))
+    bus.handle(commands.Allocate("o1", "LAMP", 5))
+    bus.handle(commands.Allocate("o2", "VASE", 3, backorder=True))
+
+    vase, lamp = side.read_model.availability(["VASE", "NOPE", "LAMP", "VASE"])
+
+    assert lamp == Availability(
+        "LAMP",
+        4,
+        (Slot(None, 0), Slot(date(2030, 1, 1), 6), Slot(date(2030, 2, 1), 4)),
+        0,
+    )
+    assert (vase.sku, vase.available, vase.backordered) == ("VASE", 1, 3)
+    assert side.read_model.availability(["NOPE"]) == []
+
+
+def test_an_orders_lines_allocated_and_waiting(side: Side) -> None:
+    bus = bus_of(side)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 5, date(2030, 1, 1)))
+    bus.handle(commands.CreateBatch("v1", "VASE", 1))
+    bus.handle(commands.Allocate("o1", "VASE", 2, backorder=True))
+    bus.handle(commands.Allocate("o1", "LAMP", 3))
+
+    assert side.read_model.order_lines("o1") == [
+        OrderLineState("LAMP", 3, "allocated", "b1", date(2030, 1, 1)),
+        OrderLineState("VASE", 2, "backordered", None, None),
+    ]
+    assert side.read_model.order_lines("nobody") == []
+
+
+def test_the_queue_oldest_first_with_aware_times(side: Side) -> None:
+    bus = bus_of(side)
+    bus.handle(commands.CreateBatch("v1", "VASE", 1))
+    for orderid in ("first", "second", "third"):
+        bus.handle(commands.Allocate(orderid, "VASE", 2, backorder=True))
+    bus.handle(commands.CancelLine("second", "VASE"))
+
+    waiting = side.read_model.waiting_lines("VASE")
+
+    assert [(w.orderid, w.qty) for w in waiting] == [("first", 2), ("third", 2)]
+    assert all(w.since.tzinfo is not None for w in waiting)
+    assert waiting[0].since <= waiting[1].since
+    assert side.read_model.waiting_lines("NOPE") == []

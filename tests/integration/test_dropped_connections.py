@@ -10,7 +10,7 @@ from sqlalchemy.pool import NullPool
 
 from allocation import bootstrap
 from allocation.adapters import database
-from allocation.adapters.read_model import SqlReadModel
+from allocation.adapters.queries import SqlReadModel
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands
@@ -54,7 +54,7 @@ def test_a_command_on_a_dropped_connection_runs_again(postgres_engine: Engine) -
     )
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))  # leaves a pooled connection
     assert drop_the_other_connections(postgres_engine) >= 1
-    assert bus.handle(commands.Allocate("o1", "LAMP", 1)) == "b1"
+    assert bus.handle(commands.Allocate("o1", "LAMP", 1)).batchref == "b1"
 
 
 def test_a_statement_past_the_timeout_is_reported_as_unavailable(

@@ -6,6 +6,7 @@ server and dropped afterwards, so migrations always start from a known state.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -177,3 +178,70 @@ def test_a_committed_outbox_row_wakes_the_relay(postgres_engine: Engine) -> None
         assert time.monotonic() - started < 1, "no notification: the relay would only poll"
     finally:
         wakeup.close()
+
+
+def _fill_revision_0005(engine: Engine) -> None:
+    """A shop's data as revision 0005 held it: two products, lines, views, outbox."""
+    with engine.begin() as connection:
+        for sql in (
+            "INSERT INTO products (sku, version_number) VALUES ('LAMP', 4), ('VASE', 1)",
+            "INSERT INTO batches (reference, sku, purchased_quantity, eta, allocated_quantity)"
+            " VALUES ('ship-late', 'LAMP', 10, '2030-02-01', 0),"
+            " ('warehouse', 'LAMP', 5, NULL, 5), ('ship-soon', 'LAMP', 8, '2030-01-01', 3),"
+            " ('vase-1', 'VASE', 2, NULL, 0)",
+            "INSERT INTO allocations (orderid, sku, qty, batch_id) VALUES"
+            " ('o1', 'LAMP', 5, (SELECT id FROM batches WHERE reference = 'warehouse')),"
+            " ('o2', 'LAMP', 3, (SELECT id FROM batches WHERE reference = 'ship-soon'))",
+            "INSERT INTO allocations_view (orderid, sku, batchref) VALUES"
+            " ('o1', 'LAMP', 'warehouse'), ('o2', 'LAMP', 'ship-soon')",
+            "INSERT INTO outbox (message_id, channel, sku, payload, occurred_at)"
+            " VALUES ('m1', 'line_allocated', 'LAMP', '{}', CURRENT_TIMESTAMP)",
+        ):
+            connection.execute(text(sql))
+
+
+_TABLES_OF_0005 = ("products", "batches", "allocations", "allocations_view", "outbox")
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "sqlite"])
+def test_an_existing_database_upgrades_in_place_without_losing_a_row(
+    dialect: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+) -> None:
+    if dialect == "postgres":
+        url = request.getfixturevalue("fresh_postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'allocation.sqlite3'}"
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        command.upgrade(database.alembic_config(connection), "0005")
+    _fill_revision_0005(engine)
+    before = {table: _table_rows(engine, table) for table in _TABLES_OF_0005}
+
+    database.upgrade_to_head(engine)
+
+    assert_at_head(engine)
+    for table, rows in before.items():
+        after = _table_rows(engine, table)
+        assert sorted((row[: len(rows[0])] for row in after), key=repr) == rows, table
+    with engine.connect() as connection:
+        accepted = connection.execute(text("SELECT accepted_at FROM allocations")).scalars().all()
+        view = connection.execute(
+            text("SELECT sku, version, backordered, slots FROM availability_view ORDER BY sku")
+        ).all()
+    assert len(accepted) == 2 and None not in accepted
+    assert [
+        (sku, version, backordered, json.loads(slots)) for sku, version, backordered, slots in view
+    ] == [
+        ("LAMP", 4, 0, [[None, 0], ["2030-01-01", 5], ["2030-02-01", 10]]),
+        ("VASE", 1, 0, [[None, 2]]),
+    ]
+
+
+def _table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
+    """The table's rows (new columns come after the old ones), in a fixed order."""
+    with engine.connect() as connection:
+        found = connection.execute(text(f"SELECT * FROM {table}")).all()
+    return sorted((tuple(row) for row in found), key=repr)

@@ -7,7 +7,7 @@ touched. Changes reach storage at commit, whatever was loaded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -97,7 +97,7 @@ def test_an_allocation_on_a_partial_load_keeps_the_other_lines(
     with uow_factory() as uow:
         loaded = uow.products.for_allocation("SOFA", "o3")
         assert loaded is not None
-        assert loaded.allocate(model.OrderLine("o3", "SOFA", 2)) == "b-stock"
+        assert loaded.allocate(model.OrderLine("o3", "SOFA", 2)).batchref == "b-stock"
         uow.commit()
     with uow_factory() as uow:
         everything = uow.products.for_batch_change("b-stock")
@@ -143,3 +143,91 @@ def test_nothing_is_stored_without_commit(uow_factory: UnitOfWorkFactory) -> Non
         uow.products.add(sofa())
     with uow_factory() as uow:
         assert uow.products.get("SOFA") is None
+
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def lamp_with_a_queue() -> model.Product:
+    """LAMP: 4 units, all held by o1; o2, o3 and o4 waiting (o3 first)."""
+    product = model.Product("LAMP")
+    product.add_batch(model.Batch("b1", "LAMP", 4))
+    product.allocate(model.OrderLine("o1", "LAMP", 4, T0))
+    for orderid, qty, minute in (("o2", 3, 2), ("o3", 5, 1), ("o4", 1, 3)):
+        line = model.OrderLine(orderid, "LAMP", qty, T0 + timedelta(minutes=minute))
+        product.allocate(line, backorder=True)
+    return product
+
+
+def queue(product: model.Product) -> list[tuple[str, int, datetime]]:
+    ordered = sorted(product.backorders, key=model.Backorder.place)
+    return [(b.orderid, b.qty, b.since.astimezone(UTC)) for b in ordered]
+
+
+def test_waiting_lines_are_stored_with_their_places(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_a_queue())
+    with uow_factory() as uow:
+        loaded = uow.products.get("LAMP")
+        assert loaded is not None
+        assert queue(loaded) == [
+            ("o3", 5, T0 + timedelta(minutes=1)),
+            ("o2", 3, T0 + timedelta(minutes=2)),
+            ("o4", 1, T0 + timedelta(minutes=3)),
+        ]
+        assert loaded.backordered_quantity == 9
+
+
+def test_for_allocation_holds_only_that_orders_waiting_line(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    save(uow_factory, lamp_with_a_queue())
+    with uow_factory() as uow:
+        loaded = uow.products.for_allocation("LAMP", "o2")
+        assert loaded is not None
+        assert [b.orderid for b in loaded.backorders] == ["o2"]
+        assert loaded.backordered_quantity == 9  # every waiting unit, loaded or not
+        again = loaded.allocate(model.OrderLine("o2", "LAMP", 3), backorder=True)
+        assert again == model.Allocation(None, backordered=True)
+
+
+def test_for_cancellation_holds_the_orders_line_and_the_whole_queue(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    save(uow_factory, lamp_with_a_queue())
+    with uow_factory() as uow:
+        loaded = uow.products.for_cancellation("LAMP", "o1")
+        assert loaded is not None
+        assert lines(loaded) == {"b1": {model.OrderLine("o1", "LAMP", 4)}}
+        assert [b[0] for b in queue(loaded)] == ["o3", "o2", "o4"]
+        assert uow.products.skus_of_order("o1") == {"LAMP"}
+        assert uow.products.skus_of_order("o3") == {"LAMP"}
+        assert uow.products.skus_of_order("nobody") == set()
+
+
+def test_a_cancellation_filling_the_queue_is_stored(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_a_queue())
+    with uow_factory() as uow:
+        loaded = uow.products.for_cancellation("LAMP", "o1")
+        assert loaded is not None
+        loaded.cancel("o1")  # 4 free: o3 (5) does not fit and is skipped; o2 and o4 fit
+        uow.commit()
+    with uow_factory() as uow:
+        everything = uow.products.for_batch_change("b1")
+        assert everything is not None
+        assert {line.orderid for line in everything.batches[0].allocations} == {"o2", "o4"}
+        assert [b[0] for b in queue(everything)] == ["o3"]
+        assert everything.backordered_quantity == 5
+        accepted = {line.orderid: line.accepted_at for line in everything.batches[0].allocations}
+        assert accepted["o2"] == T0 + timedelta(minutes=2)  # kept from when it waited
+
+
+def test_availabilities_are_the_write_models(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_a_queue())
+    save(uow_factory, sofa())
+    with uow_factory() as uow:
+        found = uow.products.availabilities()
+    assert [(a.sku, a.available, a.backordered) for a in found] == [
+        ("LAMP", 0, 9),
+        ("SOFA", 62, 0),
+    ]
+    assert found[1].slots[0].eta is None  # warehouse first

@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import Engine, text
 
 from allocation import bootstrap
-from allocation.adapters import repository
+from allocation.adapters import product_statements, repository
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, model
 from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError
+from allocation.domain.model import Allocation
 from tests.fakes import FakeNotifications
 from tests.integration.conftest import scalar
 from tests.waiting import wait_until
@@ -80,9 +81,16 @@ def run_together(*actions: Callable[[], object]) -> list[object]:
 class UnlockedRepository(repository.SqlAlchemyRepository):
     """Reads a product without taking its row lock, as a careless writer might."""
 
+    # The rows statement in the lock's place: read twice, locked never.
+    _UNLOCKED = repository._Load(
+        product_statements.PRODUCT_FOR_ALLOCATION,
+        product_statements.PRODUCT_FOR_ALLOCATION,
+        lines=True,
+        waiting=True,
+    )
+
     def _for_allocation(self, sku: str, orderid: str) -> model.Product | None:
-        params = {"sku": sku, "orderid": orderid}
-        return self._load(None, repository.PRODUCT_WITH_LINES_OF_ORDER, params, with_lines=True)
+        return self._load(self._UNLOCKED, {"sku": sku, "orderid": orderid})
 
 
 def test_two_transactions_on_one_version_cannot_both_commit(
@@ -162,7 +170,8 @@ def test_the_repository_makes_a_second_writer_wait_for_the_first(
             uow.commit()
         return result
 
-    assert run_together(first, second) == ["b1", None]  # no conflict: o2 saw o1's line
+    # No conflict: o2 saw o1's line.
+    assert run_together(first, second) == [Allocation("b1"), Allocation(None)]
     assert scalar(factory, "SELECT version_number FROM products") == 2
 
 
@@ -184,8 +193,8 @@ def test_concurrent_allocations_through_the_bus_retry_and_never_oversell(
 
     results = run_together(*[lambda i=i: allocate(f"o{i}") for i in range(8)])
 
-    assert [type(r) for r in results].count(str) == 5, results
-    assert all(isinstance(r, (str, OutOfStockError)) for r in results), results
+    assert [type(r) for r in results].count(Allocation) == 5, results
+    assert all(isinstance(r, (Allocation, OutOfStockError)) for r in results), results
     assert scalar(factory, "SELECT count(*) FROM allocations") == 5
     assert scalar(factory, "SELECT version_number FROM products") == 1 + 5
     assert scalar(factory, "SELECT count(*) FROM allocations_view") == 5
@@ -207,6 +216,6 @@ def test_the_same_line_sent_twice_at_once_is_allocated_once(
         start.wait()
         return bus.handle(commands.Allocate("o1", "HOT", 4))
 
-    assert run_together(allocate, allocate) == ["b1", "b1"]
+    assert run_together(allocate, allocate) == [Allocation("b1"), Allocation("b1")]
     assert scalar(factory, "SELECT sum(qty) FROM allocations") == 4
     assert scalar(factory, "SELECT count(*) FROM outbox WHERE channel = 'line_allocated'") == 1

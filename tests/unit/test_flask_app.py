@@ -188,6 +188,189 @@ class TestApiToken:
         ok = guarded.post("/add_batch", json=body, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 201
 
+    def test_cancelling_needs_the_bearer_token(
+        self, guarded: FlaskClient, fake_service: FakeService
+    ) -> None:
+        token = {"Authorization": "Bearer s3cret"}
+        guarded.post("/add_batch", json={"ref": "b1", "sku": "LAMP", "qty": 1}, headers=token)
+        guarded.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 1}, headers=token)
+        for path in ("/allocations/o1/LAMP", "/orders/o1"):
+            assert guarded.delete(path).status_code == 401
+            assert guarded.delete(path, headers={"Authorization": "Bearer no"}).status_code == 401
+        assert guarded.get("/allocations/o1").status_code == 200
+        assert guarded.delete("/orders/o1", headers=token).status_code == 200
+
     def test_reads_stay_open(self, guarded: FlaskClient) -> None:
         assert guarded.get("/allocations/o1").status_code == 404
         assert guarded.get("/health").status_code == 200
+        assert guarded.get("/availability/LAMP").status_code == 404
+
+
+class TestBackorders:
+    def test_a_line_asked_to_wait_is_202_backordered_at_its_order(
+        self, client: FlaskClient
+    ) -> None:
+        add_batch(client, "b1", "LAMP", 1)
+        body = {"orderid": "o/1", "sku": "LAMP", "qty": 3, "backorder": True}
+
+        response = client.post("/allocate", json=body)
+
+        assert response.status_code == 202
+        assert response.get_json() == {"batchref": None, "status": "backordered"}
+        assert response.headers["Location"] == "/orders/o%2F1"
+        again = client.post("/allocate", json=body)
+        assert (again.status_code, again.get_json()) == (202, response.get_json())
+        conflict = client.post("/allocate", json=body | {"qty": 4})
+        assert conflict.status_code == 409
+        assert client.get("/allocations/o%2F1").status_code == 404  # only allocated lines
+
+    def test_a_line_that_fits_says_allocated_when_the_client_asked(
+        self, client: FlaskClient
+    ) -> None:
+        add_batch(client, "b1", "LAMP", 5)
+        body = {"orderid": "o1", "sku": "LAMP", "qty": 3, "backorder": True}
+        response = client.post("/allocate", json=body)
+        assert response.get_json() == {"batchref": "b1", "status": "allocated"}
+        assert response.headers["Location"] == "/allocations/o1"
+        plain = client.post("/allocate", json={"orderid": "o2", "sku": "LAMP", "qty": 1})
+        assert plain.get_json() == {"batchref": "b1"}  # the existing contract
+
+    def test_an_order_shows_every_line_and_the_queue_its_waiting_ones(
+        self, client: FlaskClient
+    ) -> None:
+        add_batch(client, "b1", "LAMP", 5, "2030-01-01")
+        add_batch(client, "b2", "VASE", 1)
+        client.post("/allocate", json={"orderid": "o1", "sku": "VASE", "qty": 2, "backorder": True})
+        client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 3})
+
+        order = client.get("/orders/o1")
+
+        assert order.status_code == 200
+        assert order.get_json() == {
+            "orderid": "o1",
+            "lines": [
+                {
+                    "sku": "LAMP",
+                    "qty": 3,
+                    "status": "allocated",
+                    "batchref": "b1",
+                    "eta": "2030-01-01",
+                },
+                {"sku": "VASE", "qty": 2, "status": "backordered", "batchref": None, "eta": None},
+            ],
+        }
+        [waiting] = client.get("/backorders/VASE").get_json()
+        assert (waiting["orderid"], waiting["qty"]) == ("o1", 2)
+        assert waiting["since"].endswith("+00:00")
+        assert client.get("/backorders/LAMP").get_json() == []
+        assert client.get("/backorders/NOPE").status_code == 404
+        missing = client.get("/orders/nobody")
+        assert (missing.status_code, missing.get_json()) == (
+            404,
+            {"message": "Order nobody has no lines"},
+        )
+
+
+class TestCancel:
+    def test_cancelling_a_line_answers_what_was_released(self, client: FlaskClient) -> None:
+        add_batch(client, "b1", "LAMP", 5)
+        client.post("/allocate", json={"orderid": "a/b", "sku": "LAMP", "qty": 2})
+
+        response = client.delete("/allocations/a%2Fb/LAMP")
+
+        assert response.status_code == 200
+        assert response.get_json() == {"orderid": "a/b", "sku": "LAMP", "qty": 2, "batchref": "b1"}
+        again = client.delete("/allocations/a%2Fb/LAMP")
+        assert (again.status_code, again.get_json()) == (
+            404,
+            {"message": "Order a/b has no line for sku LAMP"},
+        )
+
+    def test_cancelling_an_order_answers_every_line(self, client: FlaskClient) -> None:
+        add_batch(client, "b1", "LAMP", 5)
+        add_batch(client, "b2", "VASE", 1)
+        client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 2})
+        client.post("/allocate", json={"orderid": "o1", "sku": "VASE", "qty": 2, "backorder": True})
+
+        response = client.delete("/orders/o1")
+
+        assert response.status_code == 200
+        assert response.get_json() == [
+            {"orderid": "o1", "sku": "LAMP", "qty": 2, "batchref": "b1"},
+            {"orderid": "o1", "sku": "VASE", "qty": 2, "batchref": None},
+        ]
+        assert client.delete("/orders/o1").status_code == 404
+
+    def test_a_delete_with_a_body_that_is_not_json_is_415(self, client: FlaskClient) -> None:
+        response = client.delete("/orders/o1", data="x", content_type="text/plain")
+        assert response.status_code == 415
+
+
+class TestAvailability:
+    def test_answers_how_many_and_when(self, client: FlaskClient) -> None:
+        add_batch(client, "warehouse", "LAMP", 5)
+        add_batch(client, "ship", "LAMP", 10, "2030-01-01")
+        client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 2})
+
+        response = client.get("/availability/LAMP")
+
+        assert response.status_code == 200
+        assert response.get_json() == {
+            "sku": "LAMP",
+            "version": 3,
+            "available": 13,
+            "in_stock": 3,
+            "incoming": [{"eta": "2030-01-01", "qty": 10}],
+            "backordered": 0,
+        }
+        asked = client.get("/availability/LAMP?qty=4").get_json()
+        assert (asked["can_allocate"], asked["eta"]) == (True, "2030-01-01")
+        asked = client.get("/availability/LAMP?qty=3").get_json()
+        assert (asked["can_allocate"], asked["eta"]) == (True, None)
+        asked = client.get("/availability/LAMP?qty=11").get_json()
+        assert (asked["can_allocate"], asked["eta"]) == (False, None)
+
+    def test_the_etag_is_the_version_and_answers_304(self, client: FlaskClient) -> None:
+        add_batch(client, "b1", "LAMP", 5)
+        first = client.get("/availability/LAMP")
+        assert first.headers["ETag"] == '"v1"'
+        same = client.get("/availability/LAMP", headers={"If-None-Match": '"v1"'})
+        assert (same.status_code, same.get_data()) == (304, b"")
+        client.post("/allocate", json={"orderid": "o1", "sku": "LAMP", "qty": 2})
+        changed = client.get("/availability/LAMP", headers={"If-None-Match": '"v1"'})
+        assert (changed.status_code, changed.headers["ETag"]) == (200, '"v2"')
+
+    def test_several_skus_in_the_order_asked_unknown_ones_left_out(
+        self, client: FlaskClient
+    ) -> None:
+        add_batch(client, "b1", "LAMP", 5)
+        add_batch(client, "b2", "VASE", 1)
+        response = client.get("/availability?sku=VASE&sku=NOPE&sku=LAMP&qty=2")
+        assert response.status_code == 200
+        assert [(a["sku"], a["can_allocate"]) for a in response.get_json()] == [
+            ("VASE", False),
+            ("LAMP", True),
+        ]
+
+    @pytest.mark.parametrize(
+        ("path", "message"),
+        [
+            ("/availability/NOPE", "Unknown SKU NOPE"),
+            ("/availability/LAMP?qty=0", "qty: Input should be greater than 0"),
+            ("/availability/LAMP?qty=-1", "qty: Input should be a whole number"),
+            ("/availability/LAMP?qty=2.0", "qty: Input should be a whole number"),
+            ("/availability/LAMP?qty=%EF%BC%95", "qty: Input should be a whole number"),
+            ("/availability/LAMP?qty=99999999999999999999", "qty: Input should be less than"),
+            ("/availability", "sku: give between 1 and 100 (got 0)"),
+            ("/availability?" + "&".join(["sku=A"] * 101), "sku: give between 1 and 100 (got 101)"),
+            ("/availability?sku=" + "x" * 256, "sku: String should have at most 255 characters"),
+            ("/availability/%01", "sku: String should not contain control characters"),
+        ],
+    )
+    def test_bad_questions_are_answered_with_what_is_wrong(
+        self, client: FlaskClient, path: str, message: str
+    ) -> None:
+        add_batch(client, "b1", "LAMP", 5)
+        response = client.get(path)
+        assert response.status_code in (400, 404)
+        assert response.get_json()["message"].startswith(message)

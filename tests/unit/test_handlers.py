@@ -17,7 +17,10 @@ from allocation.domain.exceptions import (
     LineConflict,
     OutOfStockError,
     UnknownBatch,
+    UnknownLine,
+    UnknownOrder,
 )
+from allocation.domain.model import Allocation, OrderLine, Release
 from allocation.service_layer.messagebus import MessageBus
 from tests.conftest import FakeService
 from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
@@ -50,8 +53,8 @@ class TestAddBatch:
 class TestAllocate:
     def test_returns_the_batch_and_updates_the_view(self, fake_service: FakeService) -> None:
         fake_service.bus.handle(commands.CreateBatch("batch1", "COMPLICATED-LAMP", 100, None))
-        ref = fake_service.bus.handle(commands.Allocate("o1", "COMPLICATED-LAMP", 10))
-        assert ref == "batch1"
+        allocation = fake_service.bus.handle(commands.Allocate("o1", "COMPLICATED-LAMP", 10))
+        assert allocation == Allocation("batch1")
         assert view_of(fake_service, "o1") == [{"sku": "COMPLICATED-LAMP", "batchref": "batch1"}]
 
     def test_publishes_line_allocated(self, fake_service: FakeService) -> None:
@@ -80,7 +83,7 @@ class TestAllocate:
         fake_service.bus.handle(commands.CreateBatch("b1", "SOFA", 10, None))
         first = fake_service.bus.handle(commands.Allocate("o1", "SOFA", 4))
         second = fake_service.bus.handle(commands.Allocate("o1", "SOFA", 4))
-        assert first == second == "b1"
+        assert first == second == Allocation("b1")
         assert len(fake_service.published("line_allocated")) == 1
         assert fake_service.store.products["SOFA"].batches[0].available_quantity == 6
 
@@ -130,20 +133,128 @@ class TestChangeBatchQuantity:
             "batchref": "batch2",
         }
         assert fake_service.published("line_deallocated") == [
-            {"orderid": "order2", "sku": "INDIFFERENT-TABLE", "qty": 20, "batchref": "batch1"}
+            {
+                "orderid": "order2",
+                "sku": "INDIFFERENT-TABLE",
+                "qty": 20,
+                "batchref": "batch1",
+                "reason": "batch_reduced",
+            }
         ]
 
-    def test_a_line_with_nowhere_to_go_is_out_of_stock(self, fake_service: FakeService) -> None:
+    def test_a_line_with_nowhere_to_go_waits(self, fake_service: FakeService) -> None:
         bus = fake_service.bus
         bus.handle(commands.CreateBatch("only", "VASE", 10, None))
         bus.handle(commands.Allocate("o1", "VASE", 8))
         bus.handle(commands.ChangeBatchQuantity("only", 5))
         assert view_of(fake_service, "o1") == []
         assert fake_service.published("out_of_stock") == [{"sku": "VASE"}]
+        assert fake_service.published("line_backordered") == [
+            {"orderid": "o1", "sku": "VASE", "qty": 8}
+        ]
 
     def test_unknown_batch_raises(self, fake_service: FakeService) -> None:
         with pytest.raises(UnknownBatch):
             fake_service.bus.handle(commands.ChangeBatchQuantity("nope", 5))
+
+
+class TestBackorder:
+    def test_a_line_asked_to_wait_is_kept_and_announced(self, fake_service: FakeService) -> None:
+        bus = fake_service.bus
+        bus.handle(commands.CreateBatch("b1", "LAMP", 2, None))
+
+        allocation = bus.handle(commands.Allocate("o1", "LAMP", 5, backorder=True))
+
+        assert allocation == Allocation(None, backordered=True)
+        assert fake_service.published("line_backordered") == [
+            {"orderid": "o1", "sku": "LAMP", "qty": 5}
+        ]
+        assert fake_service.published("out_of_stock") == [{"sku": "LAMP"}]
+        assert [s for s, _ in fake_service.notifications.sent] == ["Out of stock for LAMP"]
+        assert views.availability(["LAMP"], fake_service.api.read_model)[0].backordered == 5
+
+    def test_waiting_lines_are_filled_oldest_first_by_a_new_batch(
+        self, fake_service: FakeService
+    ) -> None:
+        bus = fake_service.bus
+        bus.handle(commands.CreateBatch("b0", "LAMP", 1, None))
+        bus.handle(commands.Allocate("taker", "LAMP", 1))
+        for orderid in ("first", "second", "third"):
+            bus.handle(commands.Allocate(orderid, "LAMP", 2, backorder=True))
+
+        bus.handle(commands.CreateBatch("b1", "LAMP", 4, None))
+
+        filled = [m["orderid"] for m in fake_service.published("line_allocated")]
+        assert filled == ["taker", "first", "second"]
+        assert view_of(fake_service, "first") == [{"sku": "LAMP", "batchref": "b1"}]
+        waiting = views.queue("LAMP", fake_service.api.read_model)
+        assert [w.orderid for w in waiting or []] == ["third"]
+
+
+class TestCancel:
+    def test_cancelling_a_line_frees_stock_for_the_waiting(self, fake_service: FakeService) -> None:
+        bus = fake_service.bus
+        bus.handle(commands.CreateBatch("b1", "LAMP", 3, None))
+        bus.handle(commands.Allocate("holder", "LAMP", 3))
+        bus.handle(commands.Allocate("waiter", "LAMP", 2, backorder=True))
+        commits = fake_service.store.commits
+
+        release = bus.handle(commands.CancelLine("holder", "LAMP"))
+
+        assert release == Release(OrderLine("holder", "LAMP", 3), "b1")
+        assert fake_service.store.commits == commits + 1  # one transaction
+        assert view_of(fake_service, "holder") == []
+        assert view_of(fake_service, "waiter") == [{"sku": "LAMP", "batchref": "b1"}]
+        assert fake_service.published("line_deallocated") == [
+            {"orderid": "holder", "sku": "LAMP", "qty": 3, "batchref": "b1", "reason": "cancelled"}
+        ]
+        [lamp] = views.availability(["LAMP"], fake_service.api.read_model)
+        assert (lamp.available, lamp.backordered) == (1, 0)
+
+    def test_cancelling_a_line_the_order_lacks_is_unknown_and_writes_nothing(
+        self, fake_service: FakeService
+    ) -> None:
+        fake_service.bus.handle(commands.CreateBatch("b1", "LAMP", 3, None))
+        commits = fake_service.store.commits
+        with pytest.raises(UnknownLine):
+            fake_service.bus.handle(commands.CancelLine("nobody", "LAMP"))
+        with pytest.raises(UnknownLine):
+            fake_service.bus.handle(commands.CancelLine("nobody", "NO-SUCH-SKU"))
+        assert fake_service.store.commits == commits
+
+    def test_cancelling_an_order_releases_every_line(self, fake_service: FakeService) -> None:
+        bus = fake_service.bus
+        bus.handle(commands.CreateBatch("b1", "LAMP", 3, None))
+        bus.handle(commands.CreateBatch("b2", "VASE", 1, None))
+        bus.handle(commands.Allocate("o1", "LAMP", 2))
+        bus.handle(commands.Allocate("o1", "VASE", 5, backorder=True))
+
+        releases = bus.handle(commands.CancelOrder("o1"))
+
+        assert releases == [
+            Release(OrderLine("o1", "LAMP", 2), "b1"),
+            Release(OrderLine("o1", "VASE", 5), None),
+        ]
+        assert views.order("o1", fake_service.api.read_model) == []
+        with pytest.raises(UnknownOrder):
+            bus.handle(commands.CancelOrder("o1"))
+
+
+class TestSellingOut:
+    def test_one_message_per_transition(self, fake_service: FakeService) -> None:
+        bus = fake_service.bus
+        bus.handle(commands.CreateBatch("b1", "LAMP", 2, None))
+        bus.handle(commands.Allocate("o1", "LAMP", 1))
+        bus.handle(commands.Allocate("o2", "LAMP", 1))
+        bus.handle(commands.Allocate("o3", "LAMP", 1, backorder=True))
+        bus.handle(commands.CancelLine("o1", "LAMP"))  # o3 takes the unit at once
+        bus.handle(commands.CancelLine("o2", "LAMP"))
+
+        assert fake_service.published("sold_out") == [{"sku": "LAMP"}]
+        assert fake_service.published("back_in_stock") == [
+            {"sku": "LAMP", "available": 2},  # the first batch
+            {"sku": "LAMP", "available": 1},
+        ]
 
 
 class TestMessageBus:
@@ -152,7 +263,7 @@ class TestMessageBus:
     ) -> None:
         fake_service.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
         fake_service.store.conflicts_to_raise = 2
-        assert fake_service.bus.handle(commands.Allocate("o1", "LAMP", 1)) == "b1"
+        assert fake_service.bus.handle(commands.Allocate("o1", "LAMP", 1)).batchref == "b1"
         assert len(fake_service.published("line_allocated")) == 1
 
     def test_gives_up_after_the_configured_attempts(self) -> None:
@@ -175,10 +286,11 @@ class TestMessageBus:
             notifications=notifications,
         )
         bus.handle(commands.CreateBatch("b1", "LAMP", 1, None))
+        outbox_before = list(store.outbox)
         store.conflicts_to_raise = 1
         with pytest.raises(ConcurrencyConflict):
             bus.handle(commands.Allocate("o1", "LAMP", 2))
-        assert store.outbox == []
+        assert store.outbox == outbox_before
         assert notifications.sent == []
 
     def test_a_failing_event_handler_does_not_stop_the_others(

@@ -4,7 +4,7 @@ import pytest
 
 from allocation.domain import events
 from allocation.domain.exceptions import DuplicateBatch, LineConflict, UnknownBatch
-from allocation.domain.model import Batch, OrderLine, Product
+from allocation.domain.model import Allocation, Batch, OrderLine, Product
 
 today = date.today()
 tomorrow = today + timedelta(days=1)
@@ -58,9 +58,9 @@ def test_product_prefers_warehouse_batches_to_shipments() -> None:
     shipment = Batch("shipment-batch", "RETRO-CLOCK", 100, eta=tomorrow)
     product = Product("RETRO-CLOCK", [shipment, in_stock])
 
-    ref = product.allocate(OrderLine("oref", "RETRO-CLOCK", 10))
+    allocation = product.allocate(OrderLine("oref", "RETRO-CLOCK", 10))
 
-    assert ref == "in-stock-batch"
+    assert allocation == Allocation("in-stock-batch")
     assert in_stock.available_quantity == 90
     assert shipment.available_quantity == 100
 
@@ -71,7 +71,8 @@ def test_product_prefers_the_earliest_shipment() -> None:
     latest = Batch("slow-batch", "MINIMALIST-SPOON", 100, eta=later)
     product = Product("MINIMALIST-SPOON", [medium, earliest, latest])
 
-    assert product.allocate(OrderLine("order1", "MINIMALIST-SPOON", 10)) == "speedy-batch"
+    allocation = product.allocate(OrderLine("order1", "MINIMALIST-SPOON", 10))
+    assert allocation.batchref == "speedy-batch"
     assert (earliest.available_quantity, medium.available_quantity) == (90, 100)
 
 
@@ -88,7 +89,7 @@ def test_out_of_stock_records_an_event_and_changes_nothing() -> None:
     product.allocate(OrderLine("order1", "SMALL-FORK", 10))
     product.events.clear()
 
-    assert product.allocate(OrderLine("order2", "SMALL-FORK", 1)) is None
+    assert product.allocate(OrderLine("order2", "SMALL-FORK", 1)) == Allocation(None)
     assert product.events == [events.OutOfStock("SMALL-FORK")]
     assert product.version_number == 4
 
@@ -98,11 +99,11 @@ def test_allocating_the_same_line_again_returns_its_batch_and_records_nothing() 
     second = Batch("second", "CHAIR", 5)
     product = Product("CHAIR", [first, second])
     line = OrderLine("o1", "CHAIR", 5)
-    assert product.allocate(line) == "first"
+    assert product.allocate(line) == Allocation("first")
     product.events.clear()
     version = product.version_number
 
-    assert product.allocate(line) == "first"
+    assert product.allocate(line) == Allocation("first")
     assert product.events == []
     assert product.version_number == version
     assert (first.available_quantity, second.available_quantity) == (0, 5)
@@ -125,7 +126,7 @@ def test_adding_a_batch_increments_the_version_and_refuses_duplicates() -> None:
     assert [b.purchased_quantity for b in product.batches] == [10]
 
 
-def test_changing_quantity_deallocates_lines_until_the_batch_fits() -> None:
+def test_changing_quantity_deallocates_lines_until_the_batch_fits_and_they_wait() -> None:
     batch = Batch("b1", "TABLE", 20)
     product = Product("TABLE", [batch])
     for orderid in ("o1", "o2", "o3"):
@@ -138,11 +139,15 @@ def test_changing_quantity_deallocates_lines_until_the_batch_fits() -> None:
     assert batch.available_quantity == 4
     assert batch.allocations == {OrderLine("o1", "TABLE", 6)}
     assert product.events == [
-        events.Deallocated("o3", "TABLE", 6, "b1"),
-        events.Deallocated("o2", "TABLE", 6, "b1"),
+        events.Deallocated("o3", "TABLE", 6, "b1", "batch_reduced"),
+        events.Deallocated("o2", "TABLE", 6, "b1", "batch_reduced"),
         events.OutOfStock("TABLE"),
+        events.Backordered("o3", "TABLE", 6),
         events.OutOfStock("TABLE"),
+        events.Backordered("o2", "TABLE", 6),
     ]
+    assert [b.orderid for b in product.backorders] == ["o3", "o2"]
+    assert product.backordered_quantity == 12
     assert product.version_number == version + 1
 
 
@@ -157,12 +162,14 @@ def test_deallocated_lines_move_to_the_next_best_batch_in_the_same_change() -> N
 
     product.change_batch_quantity("shrinking", 8)
 
+    # Displaced lines rejoin the queue in their first places (o2 was accepted first).
     assert product.events == [
         events.Deallocated("o3", "TABLE", 7, "shrinking"),
         events.Deallocated("o2", "TABLE", 4, "shrinking"),
-        events.Allocated("o3", "TABLE", 7, "later"),
         events.Allocated("o2", "TABLE", 4, "soon"),
+        events.Allocated("o3", "TABLE", 7, "later"),
     ]
+    assert product.backorders == []
     assert [b.available_quantity for b in (shrinking, later, soon)] == [0, 3, 1]
 
 

@@ -79,7 +79,8 @@ def test_metrics_count_requests_allocations_and_out_of_stock(client: FlaskClient
     allocate_409 = 'allocation_http_requests_total{endpoint="/allocate",method="POST",status="409"}'
     assert sample(after, allocate_409) - sample(before, allocate_409) == 1
     assert 'allocation_http_request_seconds_bucket{endpoint="/allocate"' in after
-    assert "allocation_outbox_unsent 2.0" in after  # one line_allocated, one out_of_stock
+    # back_in_stock (the first batch), line_allocated, sold_out, out_of_stock
+    assert "allocation_outbox_unsent 4.0" in after
 
 
 def test_a_request_id_is_kept_or_made_and_returned(client: FlaskClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,14 +17,38 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     event,
+    func,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry, relationship
 
 from allocation.domain import model
 
 NAME_LENGTH = 255
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back aware on every database (SQLite keeps
+    no offset), so the domain can compare places in the queue wherever it runs."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
 
 metadata = MetaData()
 mapper_registry = registry(metadata=metadata)
@@ -33,6 +58,8 @@ products = Table(
     metadata,
     Column("sku", String(NAME_LENGTH), primary_key=True),
     Column("version_number", Integer, nullable=False, server_default="0"),
+    # Units of the lines waiting for stock: what a partial load cannot count itself.
+    Column("backordered_quantity", Integer, nullable=False, server_default="0"),
 )
 
 batches = Table(
@@ -56,8 +83,24 @@ allocations = Table(
     Column("orderid", String(NAME_LENGTH), nullable=False),
     Column("sku", String(NAME_LENGTH), nullable=False),
     Column("qty", Integer, nullable=False),
+    # When the line was first accepted: its place in the queue if it has to wait.
+    Column("accepted_at", UtcDateTime, nullable=False, server_default=func.now()),
     UniqueConstraint("orderid", "sku", name="uq_allocations_orderid_sku"),
 )
+
+# Order lines waiting for stock, served oldest first. An order's line for a SKU is
+# in exactly one of allocations and backorders (the handlers move it in one change).
+backorders = Table(
+    "backorders",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("orderid", String(NAME_LENGTH), nullable=False),
+    Column("sku", ForeignKey("products.sku"), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+    UniqueConstraint("orderid", "sku", name="uq_backorders_orderid_sku"),
+)
+Index("ix_backorders_sku_since", backorders.c.sku, backorders.c.since, backorders.c.id)
 
 allocations_view = Table(
     "allocations_view",
@@ -67,8 +110,18 @@ allocations_view = Table(
     Column("batchref", String(NAME_LENGTH), nullable=False),
 )
 
-# SQLite only auto-increments an INTEGER PRIMARY KEY.
-_BigId = BigInteger().with_variant(Integer, "sqlite")
+# The availability read model: one row per SKU, replaced with every change of its
+# product. ``slots`` is JSON, [[eta or null, free units], …], in the order an
+# allocation chooses batches (warehouse first, then earliest ETA).
+availability_view = Table(
+    "availability_view",
+    metadata,
+    Column("sku", String(NAME_LENGTH), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("backordered", Integer, nullable=False),
+    Column("slots", Text, nullable=False),
+)
+
 
 outbox = Table(
     "outbox",
@@ -140,11 +193,13 @@ def start_mappers() -> None:
             "_allocations": relationship(model.OrderLine, collection_class=set, lazy="raise"),
         },
     )
+    mapper_registry.map_imperatively(model.Backorder, backorders)
     mapper_registry.map_imperatively(
         model.Product,
         products,
         properties={
             "batches": relationship(model.Batch, lazy="raise", order_by=batches.c.id),
+            "backorders": relationship(model.Backorder, lazy="raise", order_by=backorders.c.id),
         },
     )
     event.listen(model.Product, "load", _init_events)

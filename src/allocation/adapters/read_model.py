@@ -1,30 +1,26 @@
-"""The read models (CQRS): written in the change's own transaction, read without any aggregate.
+"""The read models' write side (CQRS): rows written in the change's own transaction.
 
-``SqlAlchemyAllocationsView`` is the write side, used by the Unit of Work at
-commit. ``SqlReadModel`` answers the HTTP queries: one prepared statement on a
-pooled autocommit connection, with no Session and no transaction around it.
+Used by the Unit of Work at commit; ``queries.py`` reads them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import json
+from datetime import date
+from typing import Any
 
-from sqlalchemy import Engine, delete, select
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from allocation.adapters import database, orm
-from allocation.adapters.statements import (
-    WriteBatch,
-    mark_prepared,
-    param,
-    preamble,
-    statement,
+from allocation.adapters import orm
+from allocation.adapters.statements import WriteBatch, param, statement
+from allocation.domain.availability import Availability, Slot
+from allocation.service_layer.ports import (
+    AbstractAllocationsView,
+    AbstractAvailabilityView,
+    AllocationRow,
 )
-from allocation.domain.exceptions import DatabaseUnavailable
-from allocation.service_layer.ports import AbstractAllocationsView, AbstractReadModel, AllocationRow
 
 _VIEW = orm.allocations_view
 _ORDERID = param("orderid", _VIEW.c.orderid)
@@ -47,10 +43,47 @@ VIEW_DELETE = statement(
     "delete_allocation_view_row",
     delete(_VIEW).where(_VIEW.c.orderid == _ORDERID, _VIEW.c.sku == _SKU),
 )
-ALLOCATIONS_FOR_ORDER = statement(
-    "allocations_for_order",
-    select(_VIEW.c.sku, _VIEW.c.batchref).where(_VIEW.c.orderid == _ORDERID).order_by(_VIEW.c.sku),
+
+_AVAILABILITY = orm.availability_view
+
+
+def _availability_upsert(insert: Any) -> Any:
+    values = {
+        name: param(name, _AVAILABILITY.c[name])
+        for name in ("sku", "version", "backordered", "slots")
+    }
+    new_row = insert(_AVAILABILITY).values(**values)
+    return new_row.on_conflict_do_update(
+        index_elements=[_AVAILABILITY.c.sku],
+        set_={name: new_row.excluded[name] for name in ("version", "backordered", "slots")},
+    )
+
+
+AVAILABILITY_UPSERT = statement(
+    "upsert_availability_view_row",
+    _availability_upsert(postgresql.insert),
+    _availability_upsert(sqlite.insert),
 )
+
+
+AVAILABILITY_DELETE = statement(
+    "delete_availability_view_row",
+    delete(_AVAILABILITY).where(_AVAILABILITY.c.sku == param("sku", _AVAILABILITY.c.sku)),
+)
+
+
+def encode_slots(slots: tuple[Slot, ...]) -> str:
+    """[[eta or null, free units], …], as the view's ``slots`` column holds them."""
+    return json.dumps([[s.eta.isoformat() if s.eta else None, s.available] for s in slots])
+
+
+def decode(sku: str, version: int, backordered: int, slots: str) -> Availability:
+    """An availability row as the domain's value."""
+    decoded = tuple(
+        Slot(date.fromisoformat(eta) if eta else None, int(units))
+        for eta, units in json.loads(slots)
+    )
+    return Availability(sku, int(version), decoded, int(backordered))
 
 
 class SqlAlchemyAllocationsView(AbstractAllocationsView):
@@ -71,64 +104,27 @@ class SqlAlchemyAllocationsView(AbstractAllocationsView):
         return {(row[0], row[1], row[2]) for row in rows}
 
 
-T = TypeVar("T")
+class SqlAlchemyAvailabilityView(AbstractAvailabilityView):
+    """Rows are queued on the Unit of Work's writes and sent with its commit."""
 
+    def __init__(self, session: Session, writes: WriteBatch) -> None:
+        self.session = session
+        self._writes = writes
 
-class SqlReadModel(AbstractReadModel):
-    """Queries on an engine of autocommit connections (a read needs no transaction).
+    def put(self, availability: Availability) -> None:
+        self._writes.add(
+            AVAILABILITY_UPSERT,
+            {
+                "sku": availability.sku,
+                "version": availability.version,
+                "backordered": availability.backordered,
+                "slots": encode_slots(availability.slots),
+            },
+        )
 
-    Connections are not checked before use: a pooled connection that the
-    database dropped (a restart, say) fails once, is thrown away, and the query
-    runs again on a fresh one; a database that is really down fails both times.
-    """
+    def remove(self, sku: str) -> None:
+        self._writes.add(AVAILABILITY_DELETE, {"sku": sku})
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._on_postgresql = engine.dialect.name == "postgresql"
-
-    def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
-        rows = self._twice(lambda: self._rows(orderid))
-        return [{"sku": sku, "batchref": batchref} for sku, batchref in rows]
-
-    def _rows(self, orderid: str) -> list[Any]:
-        if self._on_postgresql:
-            return self._prepared_rows(orderid)
-        try:
-            with self._engine.connect() as connection:
-                params = {"orderid": orderid}
-                return list(ALLOCATIONS_FOR_ORDER.execute(connection, params))
-        except sa_exc.DBAPIError as error:
-            if database.is_unavailable(error):
-                raise DatabaseUnavailable(str(error.orig)) from error
-            raise
-
-    def _prepared_rows(self, orderid: str) -> list[Any]:
-        """The driver's own cursor on a pooled connection: the hottest path of the service."""
-        driver_error = self._engine.dialect.loaded_dbapi.Error
-        try:
-            pooled = self._engine.raw_connection()
-        except (sa_exc.DBAPIError, driver_error) as error:  # cannot connect at all
-            raise DatabaseUnavailable(str(error)) from error
-        try:
-            cursor = pooled.cursor()
-            try:
-                sql = preamble(pooled.info) + ALLOCATIONS_FOR_ORDER.call()
-                cursor.execute(sql, (orderid,))
-                mark_prepared(pooled.info)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
-        except driver_error as error:
-            if self._engine.dialect.is_disconnect(error, pooled.dbapi_connection, None):
-                pooled.invalidate(error)
-                raise DatabaseUnavailable(str(error)) from error
-            raise
-        finally:
-            pooled.close()
-
-    @staticmethod
-    def _twice(query: Callable[[], T]) -> T:
-        try:
-            return query()
-        except DatabaseUnavailable:
-            return query()
+    def all(self) -> dict[str, Availability]:
+        columns = [_AVAILABILITY.c[n] for n in ("sku", "version", "backordered", "slots")]
+        return {row[0]: decode(*row) for row in self.session.execute(select(*columns))}

@@ -7,6 +7,7 @@ round trip per product on PostgreSQL, followed by COMMIT.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
@@ -20,7 +21,7 @@ from allocation.adapters.messaging_store import (
     SqlAlchemyOutbox,
     SqlAlchemyProcessedMessages,
 )
-from allocation.adapters.read_model import SqlAlchemyAllocationsView
+from allocation.adapters.read_model import SqlAlchemyAllocationsView, SqlAlchemyAvailabilityView
 from allocation.adapters.repository import SqlAlchemyRepository
 from allocation.adapters.statements import WriteBatch
 from allocation.domain.exceptions import (
@@ -28,6 +29,7 @@ from allocation.domain.exceptions import (
     ConnectionDropped,
     DatabaseUnavailable,
 )
+from allocation.service_layer.product_changes import ProductChanges
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -48,6 +50,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self._writes = WriteBatch()
         self.products = self._repository = SqlAlchemyRepository(self.session)
         self.allocations_view = SqlAlchemyAllocationsView(self.session, self._writes)
+        self.availability_view = SqlAlchemyAvailabilityView(self.session, self._writes)
         self.outbox = SqlAlchemyOutbox(self.session, self._writes)
         self.processed_messages = SqlAlchemyProcessedMessages(self.session, self._writes)
         self.change_positions = SqlAlchemyChangePositions(self.session, self._writes)
@@ -72,10 +75,10 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             if translated is not exc:
                 raise translated from exc
 
-    def _commit(self) -> None:
+    def _commit(self, changes: Sequence[ProductChanges]) -> None:
         assert self.connection is not None, "use the Unit of Work as a context manager"
         try:
-            self._repository.write_changes(self._writes)
+            self._repository.write_changes(changes, self._writes)
             if not self._writes.send(self.connection):
                 raise ConcurrencyConflict("version changed")
             self.connection.commit()

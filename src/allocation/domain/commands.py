@@ -21,9 +21,27 @@ class CreateBatch(Command):
 
 @dataclass(frozen=True)
 class Allocate(Command):
+    """Allocates an order line; with ``backorder``, one no batch can take waits for stock."""
+
     orderid: str
     sku: str
     qty: int
+    backorder: bool = False
+
+
+@dataclass(frozen=True)
+class CancelLine(Command):
+    """Releases the order's line for the SKU, allocated or waiting."""
+
+    orderid: str
+    sku: str
+
+
+@dataclass(frozen=True)
+class CancelOrder(Command):
+    """Releases every line of the order."""
+
+    orderid: str
 
 
 @dataclass(frozen=True)

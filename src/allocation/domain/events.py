@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 class Event:
@@ -16,6 +16,8 @@ class Event:
 
 @dataclass(frozen=True)
 class Allocated(Event):
+    """An order line took stock from a batch (directly, from a backorder, or moved)."""
+
     orderid: str
     sku: str
     qty: int
@@ -24,12 +26,50 @@ class Allocated(Event):
 
 @dataclass(frozen=True)
 class Deallocated(Event):
+    """An order line gave its stock back: its batch shrank, or the customer cancelled."""
+
     orderid: str
     sku: str
     qty: int
     batchref: str
+    reason: Literal["batch_reduced", "cancelled"] = "batch_reduced"
+
+
+@dataclass(frozen=True)
+class Backordered(Event):
+    """An order line waits for stock, in its place in the SKU's queue."""
+
+    orderid: str
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class BackorderCancelled(Event):
+    """A waiting order line was cancelled before stock came."""
+
+    orderid: str
+    sku: str
+    qty: int
 
 
 @dataclass(frozen=True)
 class OutOfStock(Event):
+    """An order line found no batch with room for it."""
+
     sku: str
+
+
+@dataclass(frozen=True)
+class SoldOut(Event):
+    """The SKU's last unallocated unit went: nothing is available now."""
+
+    sku: str
+
+
+@dataclass(frozen=True)
+class BackInStock(Event):
+    """The SKU had nothing available, and now has."""
+
+    sku: str
+    available: int

@@ -31,6 +31,23 @@ class UnknownBatch(AllocationError):
         self.ref = ref
 
 
+class UnknownLine(AllocationError):
+    """The order has no line (allocated or waiting) for the SKU."""
+
+    def __init__(self, orderid: str, sku: str) -> None:
+        super().__init__(f"Order {orderid} has no line for sku {sku}")
+        self.orderid = orderid
+        self.sku = sku
+
+
+class UnknownOrder(AllocationError):
+    """The order has no lines, allocated or waiting."""
+
+    def __init__(self, orderid: str) -> None:
+        super().__init__(f"Order {orderid} has no lines")
+        self.orderid = orderid
+
+
 class LineConflict(AllocationError):
     """The same order and SKU was already allocated with a different quantity."""
 

@@ -1,12 +1,18 @@
-"""The Product aggregate and what it is made of: batches of stock and order lines."""
+"""The Product aggregate and what it is made of: batches of stock, order lines, backorders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 from allocation.domain import events
-from allocation.domain.exceptions import DuplicateBatch, LineConflict, UnknownBatch
+from allocation.domain.availability import Availability, Slot
+from allocation.domain.exceptions import DuplicateBatch, LineConflict, UnknownBatch, UnknownLine
+
+# The place of a line whose acceptance time is unknown: first in the queue.
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(unsafe_hash=True)
@@ -15,11 +21,41 @@ class OrderLine:
 
     Equal by value and never changed after creation; not ``frozen=True`` only
     because the classical mapper must attach its state to each instance.
+    ``accepted_at`` (when the service first took the line) is no part of its
+    value: it is the line's place in the queue should it ever have to wait.
     """
 
     orderid: str
     sku: str
     qty: int
+    accepted_at: datetime | None = field(default=None, compare=False, hash=False)
+
+
+class Backorder:
+    """An order line waiting for stock. The SKU's queue is served oldest first."""
+
+    def __init__(self, orderid: str, sku: str, qty: int, since: datetime) -> None:
+        self.orderid = orderid
+        self.sku = sku
+        self.qty = qty
+        self.since = since
+
+    def __repr__(self) -> str:
+        return f"<Backorder {self.orderid} {self.sku} x{self.qty} since {self.since}>"
+
+    @classmethod
+    def of(cls, line: OrderLine) -> Backorder:
+        """The line waiting, in the place its acceptance time gives it."""
+        return cls(line.orderid, line.sku, line.qty, line.accepted_at or _LONG_AGO)
+
+    @property
+    def line(self) -> OrderLine:
+        return OrderLine(self.orderid, self.sku, self.qty, self.since)
+
+    def place(self) -> tuple[datetime, str]:
+        """Where it stands in the queue: by the time it was accepted, then the order id."""
+        since = self.since if self.since.tzinfo else self.since.replace(tzinfo=UTC)
+        return (since, self.orderid)
 
 
 class Batch:
@@ -76,98 +112,222 @@ class Batch:
             self._allocations.add(line)
             self._allocated_quantity += line.qty
 
+    def deallocate(self, line: OrderLine) -> None:
+        self._allocations.remove(line)
+        self._allocated_quantity -= line.qty
+
     def line_for_order(self, orderid: str) -> OrderLine | None:
         return next((line for line in self._allocations if line.orderid == orderid), None)
 
     def deallocate_one(self) -> OrderLine:
         """Gives up one line; the choice is deterministic so reallocation is predictable."""
         line = max(self._allocations, key=lambda candidate: candidate.orderid)
-        self._allocations.remove(line)
-        self._allocated_quantity -= line.qty
+        self.deallocate(line)
         return line
 
     def change_purchased_quantity(self, qty: int) -> None:
         self._purchased_quantity = qty
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """What became of a line the shop asked to allocate."""
+
+    batchref: str | None  # None: not allocated (backordered, or refused)
+    backordered: bool = False
+
+
+@dataclass(frozen=True)
+class Release:
+    """A line cancelled: the batch it held stock in, or None if it was waiting."""
+
+    line: OrderLine
+    batchref: str | None
+
+
 class Product:
-    """The aggregate: the only way to change the batches of one SKU.
+    """The aggregate: the only way to change the batches and backorders of one SKU.
 
     Every change increments ``version_number``; persistence uses it to refuse a
     change that was based on a version another transaction has already replaced.
+    A repository may load only some order lines and backorders (it says which);
+    ``backordered_quantity`` counts every waiting unit, loaded or not.
     """
 
-    def __init__(self, sku: str, batches: list[Batch] | None = None, version_number: int = 0):
+    def __init__(
+        self,
+        sku: str,
+        batches: list[Batch] | None = None,
+        version_number: int = 0,
+        backorders: list[Backorder] | None = None,
+    ) -> None:
         self.sku = sku
         self.batches = batches or []
         self.version_number = version_number
+        self.backorders = backorders or []
+        self.backordered_quantity = sum(b.qty for b in self.backorders)
         self.events: list[events.Event] = []
 
     def __repr__(self) -> str:
         return f"<Product {self.sku} v{self.version_number}>"
 
-    def add_batch(self, batch: Batch) -> None:
-        if self.batch(batch.reference) is not None:
-            raise DuplicateBatch(batch.reference)
-        self.batches.append(batch)
-        self.version_number += 1
+    @property
+    def available_quantity(self) -> int:
+        return sum(batch.available_quantity for batch in self.batches)
+
+    def availability(self) -> Availability:
+        """What could be promised now: each batch's free units, in the order of choice."""
+        slots = tuple(Slot(b.eta, b.available_quantity) for b in sorted(self.batches))
+        return Availability(self.sku, self.version_number, slots, self.backordered_quantity)
 
     def batch(self, ref: str) -> Batch | None:
         return next((b for b in self.batches if b.reference == ref), None)
 
-    def allocate(self, line: OrderLine) -> str | None:
-        """Allocates the line to the best batch and returns its reference.
+    def add_batch(self, batch: Batch) -> None:
+        """A new batch; the waiting lines it can take are allocated at once."""
+        if self.batch(batch.reference) is not None:
+            raise DuplicateBatch(batch.reference)
+        with self._change():
+            self.batches.append(batch)
+            self._fill_backorders()
 
-        Of the lines already allocated, only this order's are looked at, so a
-        repository may load just those.
+    def allocate(self, line: OrderLine, backorder: bool = False) -> Allocation:
+        """Allocates the line to the best batch; with ``backorder``, a line no batch can
+        take waits in the SKU's queue instead of being refused.
 
-        Allocating a line that is already allocated returns the batch it has and
-        changes nothing. Returns None, recording OutOfStock, when no batch can take it.
+        Of the lines already allocated or waiting, only this order's are looked at,
+        so a repository may load just those. Asking again for a line that is already
+        allocated (or waiting) answers what it has and changes nothing; the same
+        order and SKU with another quantity is a LineConflict.
         """
-        existing = self._batch_holding(line)
-        if existing is not None:
-            return existing.reference
-        batchref = self._allocate_new(line)
-        if batchref is not None:
-            self.version_number += 1
-        return batchref
+        held = self._holding(line)
+        if held is not None:
+            return held
+        with self._change() as change:
+            batch = self._best_batch(line)
+            if batch is not None:
+                self._put(line, batch)
+                return Allocation(batch.reference)
+            self.events.append(events.OutOfStock(line.sku))
+            if not backorder:
+                change.cancel()
+                return Allocation(None)
+            self._wait(Backorder.of(line))
+            return Allocation(None, backordered=True)
 
-    def _batch_holding(self, line: OrderLine) -> Batch | None:
+    def change_batch_quantity(self, ref: str, qty: int) -> None:
+        """Sets a batch's purchased quantity. Lines that no longer fit leave it and
+        join the queue at the place they first had; the queue is then served, so they
+        move to other batches with room, or wait. All in this one change: no line is
+        left behind by a crash between the steps."""
+        batch = self.batch(ref)
+        if batch is None:
+            raise UnknownBatch(ref)
+        with self._change():
+            batch.change_purchased_quantity(qty)
+            displaced = []
+            while batch.available_quantity < 0:
+                line = batch.deallocate_one()
+                self.events.append(events.Deallocated(line.orderid, line.sku, line.qty, ref))
+                displaced.append(line)
+            for line in displaced:
+                self._wait(Backorder.of(line), announce=False)
+            self._fill_backorders()
+            for line in displaced:
+                if self._backorder_of(line.orderid) is not None:
+                    self.events.append(events.OutOfStock(line.sku))
+                    self.events.append(events.Backordered(line.orderid, line.sku, line.qty))
+
+    def cancel(self, orderid: str) -> Release:
+        """Releases the order's line, allocated or waiting; freed stock goes to the queue.
+        Only that order's line need be loaded, and the queue."""
+        with self._change():
+            release = self._release(orderid)
+            if release.batchref is not None:
+                self._fill_backorders()
+            return release
+
+    def _release(self, orderid: str) -> Release:
+        for batch in self.batches:
+            line = batch.line_for_order(orderid)
+            if line is not None:
+                batch.deallocate(line)
+                ref = batch.reference
+                self.events.append(
+                    events.Deallocated(line.orderid, line.sku, line.qty, ref, "cancelled")
+                )
+                return Release(line, ref)
+        waiting = self._backorder_of(orderid)
+        if waiting is None:
+            raise UnknownLine(orderid, self.sku)
+        self._unwait(waiting)
+        self.events.append(events.BackorderCancelled(waiting.orderid, self.sku, waiting.qty))
+        return Release(waiting.line, None)
+
+    def _holding(self, line: OrderLine) -> Allocation | None:
         for batch in self.batches:
             allocated = batch.line_for_order(line.orderid)
             if allocated is None:
                 continue
             if allocated != line:
                 raise LineConflict(line.orderid, line.sku, allocated.qty)
-            return batch
-        return None
-
-    def change_batch_quantity(self, ref: str, qty: int) -> None:
-        """Sets a batch's purchased quantity; lines that no longer fit move to other batches.
-
-        Lines are deallocated until the batch fits, then each is reallocated to the
-        best other batch with room (or recorded OutOfStock), all in this one change,
-        so no line is ever left behind by a crash between the two steps.
-        """
-        batch = self.batch(ref)
-        if batch is None:
-            raise UnknownBatch(ref)
-        batch.change_purchased_quantity(qty)
-        displaced = []
-        while batch.available_quantity < 0:
-            line = batch.deallocate_one()
-            self.events.append(events.Deallocated(line.orderid, line.sku, line.qty, ref))
-            displaced.append(line)
-        self.version_number += 1
-        for line in displaced:
-            self._allocate_new(line)
-
-    def _allocate_new(self, line: OrderLine) -> str | None:
-        try:
-            batch = next(b for b in sorted(self.batches) if b.can_allocate(line))
-        except StopIteration:
-            self.events.append(events.OutOfStock(line.sku))
+            return Allocation(batch.reference)
+        waiting = self._backorder_of(line.orderid)
+        if waiting is None:
             return None
+        if waiting.line != line:
+            raise LineConflict(line.orderid, line.sku, waiting.qty)
+        return Allocation(None, backordered=True)
+
+    def _best_batch(self, line: OrderLine) -> Batch | None:
+        return next((b for b in sorted(self.batches) if b.can_allocate(line)), None)
+
+    def _put(self, line: OrderLine, batch: Batch) -> None:
         batch.allocate(line)
         self.events.append(events.Allocated(line.orderid, line.sku, line.qty, batch.reference))
-        return batch.reference
+
+    def _backorder_of(self, orderid: str) -> Backorder | None:
+        return next((b for b in self.backorders if b.orderid == orderid), None)
+
+    def _wait(self, backorder: Backorder, announce: bool = True) -> None:
+        self.backorders.append(backorder)
+        self.backordered_quantity += backorder.qty
+        if announce:
+            self.events.append(events.Backordered(backorder.orderid, self.sku, backorder.qty))
+
+    def _unwait(self, backorder: Backorder) -> None:
+        self.backorders.remove(backorder)
+        self.backordered_quantity -= backorder.qty
+
+    def _fill_backorders(self) -> None:
+        """Serves the queue oldest first; a line no batch can take keeps its place."""
+        for waiting in sorted(self.backorders, key=Backorder.place):
+            line = waiting.line
+            batch = self._best_batch(line)
+            if batch is not None:
+                self._unwait(waiting)
+                self._put(line, batch)
+
+    @contextmanager
+    def _change(self) -> Iterator[_Change]:
+        """One change: the version moves once, and a sell-out or a return to stock is
+        announced once, from the stock before and after."""
+        before = self.available_quantity
+        change = _Change()
+        yield change
+        if change.cancelled:
+            return
+        self.version_number += 1
+        after = self.available_quantity
+        if before > 0 and after == 0:
+            self.events.append(events.SoldOut(self.sku))
+        elif before == 0 and after > 0:
+            self.events.append(events.BackInStock(self.sku, after))
+
+
+class _Change:
+    cancelled = False
+
+    def cancel(self) -> None:
+        """Nothing changed after all (a refused line): no new version."""
+        self.cancelled = True

@@ -20,10 +20,9 @@ from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
 from allocation.entrypoints import logging_config, redis_consumer, schemas, server
 from allocation.entrypoints import relay as relay_process
-from allocation.service_layer import dead_letters
+from allocation.service_layer import dead_letters, read_model
 from allocation.service_layer import relay as outbox_relay
 from allocation.service_layer.inbound import Outcome, Rejected
-from allocation.service_layer.read_model import rebuild_allocations_view
 
 logger = logging.getLogger("allocation")
 
@@ -225,13 +224,12 @@ def dead_letters_redrive(letter_id: int) -> None:
     click.echo(f"dead letter {letter_id} {done}")
 
 
-@main.command("rebuild-views", short_help="Rebuild allocations_view from the allocations.")
+@main.command("rebuild-views", short_help="Rebuild the read models from the write model.")
 @_one_line_errors
 def rebuild_views() -> None:
-    """Rebuild allocations_view from the current allocations, in one transaction."""
+    """Rebuild allocations_view and availability_view from the batches, allocations
+    and backorders, in one transaction, and report what was corrected."""
 
-    report = rebuild_allocations_view(bootstrap.uow_factory(_settings())())
-    click.echo(
-        f"added {report.added}, removed {report.removed}, corrected {report.corrected}, "
-        f"unchanged {report.unchanged}"
-    )
+    report = read_model.rebuild_views(bootstrap.uow_factory(_settings())())
+    click.echo(f"allocations_view: {report.allocations}")
+    click.echo(f"availability_view: {report.availability}")

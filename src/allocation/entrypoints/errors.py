@@ -21,6 +21,20 @@ class NoAllocations(LookupError):
         super().__init__(f"No allocations for order {orderid}")
 
 
+class NoLines(LookupError):
+    """The order has no lines, allocated or waiting (or is unknown)."""
+
+    def __init__(self, orderid: str) -> None:
+        super().__init__(f"Order {orderid} has no lines")
+
+
+class UnknownSku(LookupError):
+    """No batch of the SKU was ever added."""
+
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"Unknown SKU {sku}")
+
+
 class Unauthorized(Exception):
     """The request lacks the bearer token this deployment requires."""
 
@@ -32,8 +46,12 @@ STATUS_CODES: dict[type[Exception], int] = {
     InvalidInput: 400,
     Unauthorized: 401,
     NoAllocations: 404,
+    NoLines: 404,
+    UnknownSku: 404,
     exceptions.InvalidSku: 400,
     exceptions.UnknownBatch: 404,
+    exceptions.UnknownLine: 404,
+    exceptions.UnknownOrder: 404,
     exceptions.OutOfStockError: 409,
     exceptions.DuplicateBatch: 409,
     exceptions.LineConflict: 409,

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from flask import Flask, Request, Response, jsonify, request
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
-from allocation import bootstrap, views
+from allocation import bootstrap
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints import bodies, docs, errors, observability, schemas
+from allocation.entrypoints import bodies, docs, errors, observability, routes
 from allocation.service_layer import relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 
@@ -89,30 +87,7 @@ class _Flask(Flask):
 
 
 def _add_routes(app: Flask, service: bootstrap.Api, limit: int) -> None:
-    bus, read_model = service.bus, service.read_model
-
-    @app.post("/add_batch")
-    def add_batch() -> tuple[Response, int]:
-        cmd = schemas.parse(schemas.AddBatchRequest, bodies.read(limit)).to_command()
-        bus.handle(cmd)
-        return jsonify(ref=cmd.ref), 201
-
-    @app.post("/allocate")
-    def allocate() -> tuple[Response, int, dict[str, str]]:
-        cmd = schemas.parse(schemas.AllocateRequest, bodies.read(limit)).to_command()
-        batchref = bus.handle(cmd)
-        location = f"/allocations/{quote(cmd.orderid, safe='')}"
-        return jsonify(batchref=batchref), 202, {"Location": location}
-
-    @app.get("/allocations/<path:orderid>")
-    def allocations_for_order(orderid: str) -> tuple[Response, int]:
-        orderid = schemas.parse_orderid(orderid)
-        result = views.allocations(orderid, read_model)
-        if not result:
-            raise errors.NoAllocations(orderid)
-        # What jsonify sends, without its per-call lookups: this is the hottest route.
-        body = json.dumps(result, separators=(",", ":")) + "\n"
-        return Response(body, mimetype="application/json"), 200
+    routes.add(app, service, limit)
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
@@ -148,7 +123,7 @@ def _require_token_for_writes(app: Flask, token: str) -> None:
 
     @app.before_request
     def check_token() -> None:
-        if request.method != "POST":
+        if request.method not in bodies.WRITES:
             return
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):

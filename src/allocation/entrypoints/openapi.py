@@ -42,8 +42,8 @@ sites' pages from reading its answers, and a write needs a JSON content type,
 which no plain form can send.
 
 **Authentication** is optional: when the server runs with `API_TOKEN` set, the
-POST operations require `Authorization: Bearer <API_TOKEN>` and answer 401
-without it; when `API_TOKEN` is unset they need no credentials. The GET
+writes (POST and DELETE) require `Authorization: Bearer <API_TOKEN>` and answer
+401 without it; when `API_TOKEN` is unset they need no credentials. The GET
 operations never need credentials.
 """
 
@@ -69,8 +69,10 @@ _HEADER_MEANING = {
 # What every write can meet besides its own refusals, and what every read of the database can.
 _WRITE_REFUSALS: tuple[Exception, ...] = (
     errors.Unauthorized(),
-    RequestEntityTooLarge("The body is larger than this server accepts (65536 bytes)"),
     UnsupportedMediaType("Content-Type must be application/json (got text/plain)"),
+)
+_BODY_REFUSALS: tuple[Exception, ...] = (
+    RequestEntityTooLarge("The body is larger than this server accepts (65536 bytes)"),
 )
 _DATABASE_REFUSALS: tuple[Exception, ...] = (DatabaseUnavailable(),)
 
@@ -89,6 +91,14 @@ def build_spec() -> dict[str, Any]:
             {
                 "name": "allocation",
                 "description": "Batches of stock and the order lines allocated to them.",
+            },
+            {
+                "name": "orders",
+                "description": "Orders' lines, allocated or waiting for stock; cancelling.",
+            },
+            {
+                "name": "availability",
+                "description": "How many units of a SKU can be promised, and when.",
             },
             {"name": "operations", "description": "Health, readiness and metrics."},
             {"name": "docs", "description": "This description."},
@@ -133,17 +143,17 @@ def _operation(operation: Operation, refs: Refs) -> dict[str, Any]:
         described["description"] = description.strip()
     if operation.writes:
         described["security"] = [{"bearerAuth": []}, {}]
-    if operation.path_parameters:
+    if operation.parameters:
         described["parameters"] = [
             {
                 "name": name,
-                "in": "path",
-                "required": True,
+                "in": parameter.location,
+                "required": parameter.required,
                 "description": parameter.description,
                 "schema": parameter.schema,
                 "example": parameter.example,
             }
-            for name, parameter in operation.path_parameters.items()
+            for name, parameter in operation.parameters.items()
         ]
     if operation.body is not None:
         media = {"schema": refs[operation.body], "example": operation.body_example}
@@ -154,21 +164,24 @@ def _operation(operation: Operation, refs: Refs) -> dict[str, Any]:
 
 
 def _answer(answer: Answer, refs: Refs) -> dict[str, Any]:
-    media: dict[str, Any] = {"schema": {"type": "string" if answer.media != _JSON else "object"}}
-    if answer.model is not None:
-        media["schema"] = refs[answer.model]
-    if answer.example is not None:
-        media["example"] = answer.example
-    described: dict[str, Any] = {
-        "description": answer.description,
-        "content": {answer.media: media},
-    }
+    described: dict[str, Any] = {"description": answer.description}
+    if answer.media is not None:
+        described["content"] = {answer.media: _media(answer, refs)}
     if answer.headers:
         described["headers"] = {
             name: {"description": meaning, "required": True, "schema": {"type": "string"}}
             for name, meaning in answer.headers.items()
         }
     return described
+
+
+def _media(answer: Answer, refs: Refs) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": {"type": "string" if answer.media != _JSON else "object"}}
+    if answer.model is not None:
+        media["schema"] = refs[answer.model]
+    if answer.example is not None:
+        media["example"] = answer.example
+    return media
 
 
 _JSON = "application/json"
@@ -179,6 +192,8 @@ def _refusals(operation: Operation, refs: Refs) -> dict[str, Any]:
     refusals = list(operation.refusals)
     if operation.writes:
         refusals += _WRITE_REFUSALS
+    if operation.body is not None:
+        refusals += _BODY_REFUSALS
     if operation.reads_the_database:
         refusals += _DATABASE_REFUSALS
     by_status: dict[int, list[Exception]] = defaultdict(list)

@@ -9,13 +9,13 @@ A test checks that every route the app serves is declared here and vice versa.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
 from allocation.domain import exceptions
 from allocation.entrypoints import responses, schemas
-from allocation.entrypoints.errors import NoAllocations
+from allocation.entrypoints.errors import NoAllocations, NoLines, UnknownSku
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,19 @@ class Answer:
     description: str
     model: type[BaseModel] | None = None
     example: Any = None
-    media: str = "application/json"
+    media: str | None = "application/json"  # None: no body
     headers: dict[str, str] = field(default_factory=dict)  # name -> description
 
 
 @dataclass(frozen=True)
-class PathParameter:
+class Parameter:
+    """A parameter in the path (always required) or the query string."""
+
     schema: dict[str, Any]
     description: str
-    example: str
+    example: Any
+    location: Literal["path", "query"] = "path"
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -49,16 +53,178 @@ class Operation:
     body: type[BaseModel] | None = None
     body_example: Any = None
     refusals: tuple[Exception, ...] = ()  # the errors it answers, with typical messages
-    path_parameters: dict[str, PathParameter] = field(default_factory=dict)
-    writes: bool = False  # a write: bearer token, body size limit, the database
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    writes: bool = False  # a write: bearer token, JSON bodies only, the database
 
     @property
     def reads_the_database(self) -> bool:
-        return self.writes or self.tag == "allocation"
+        return self.tag not in ("operations", "docs")
 
 
 _BAD_QTY = schemas.InvalidInput("qty: Input should be greater than 0")
-_ORDERID = TypeAdapter(schemas.Name).json_schema()
+_NAME = TypeAdapter(schemas.Name).json_schema()
+_TOO_LONG = schemas.InvalidInput("orderid: String should have at most 255 characters")
+_ORDERID = Parameter(_NAME, "The order id, percent-encoded (`/` as `%2F`).", "order-1")
+_SKU_TOO_LONG = schemas.InvalidInput("sku: String should have at most 255 characters")
+_SKU = Parameter(_NAME, "The SKU, percent-encoded.", "SMALL-TABLE")
+_QTY = Parameter(
+    TypeAdapter(schemas.PositiveQuantity).json_schema(),
+    "Also answer whether N units could be allocated now, and when they would come.",
+    2,
+    location="query",
+    required=False,
+)
+_SKUS = Parameter(
+    {"type": "array", "items": _NAME, "minItems": 1, "maxItems": schemas.MAX_SKUS},
+    f"The SKUs, as `?sku=A&sku=B` (1 to {schemas.MAX_SKUS}).",
+    ["SMALL-TABLE", "BLUE-VASE"],
+    location="query",
+)
+_AVAILABILITY_EXAMPLE = {
+    "sku": "SMALL-TABLE",
+    "version": 7,
+    "available": 15,
+    "in_stock": 5,
+    "incoming": [{"eta": "2026-12-01", "qty": 10}],
+    "backordered": 3,
+}
+_RELEASED_EXAMPLE = {"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2, "batchref": "batch-001"}
+
+_ORDER_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "delete",
+        "/allocations/{orderid}/{sku}",
+        "cancelLine",
+        "orders",
+        "Cancel one line of an order",
+        (Answer(200, "The line is released.", responses.Released, _RELEASED_EXAMPLE),),
+        description=(
+            "Releases the order's line for the SKU, allocated or waiting. Its stock goes"
+            " to the SKU's waiting lines in the same transaction; the line is not"
+            " allocated again. The SKU is the last path segment (a SKU holding `/`"
+            " cannot be named here: cancel its order)."
+        ),
+        refusals=(_TOO_LONG, exceptions.UnknownLine("order-1", "SMALL-TABLE")),
+        parameters={"orderid": _ORDERID, "sku": _SKU},
+        writes=True,
+    ),
+    Operation(
+        "delete",
+        "/orders/{orderid}",
+        "cancelOrder",
+        "orders",
+        "Cancel an order",
+        (
+            Answer(
+                200,
+                "Every line of the order, released.",
+                responses.ReleasedLines,
+                [_RELEASED_EXAMPLE],
+            ),
+        ),
+        description="Releases every line of the order, allocated or waiting, in one change.",
+        refusals=(_TOO_LONG, exceptions.UnknownOrder("order-1")),
+        parameters={"orderid": _ORDERID},
+        writes=True,
+    ),
+    Operation(
+        "get",
+        "/orders/{orderid}",
+        "getOrder",
+        "orders",
+        "An order's lines: allocated or waiting",
+        (
+            Answer(
+                200,
+                "Every line of the order, ordered by SKU.",
+                responses.Order,
+                {
+                    "orderid": "order-1",
+                    "lines": [
+                        {
+                            "sku": "BLUE-VASE",
+                            "qty": 1,
+                            "status": "backordered",
+                            "batchref": None,
+                            "eta": None,
+                        },
+                        {
+                            "sku": "SMALL-TABLE",
+                            "qty": 2,
+                            "status": "allocated",
+                            "batchref": "batch-001",
+                            "eta": "2026-12-01",
+                        },
+                    ],
+                },
+            ),
+        ),
+        refusals=(_TOO_LONG, NoLines("order-1")),
+        parameters={"orderid": _ORDERID},
+    ),
+    Operation(
+        "get",
+        "/backorders/{sku}",
+        "getBackorders",
+        "orders",
+        "The lines waiting for a SKU's stock",
+        (
+            Answer(
+                200,
+                "The waiting lines, oldest first: the order stock goes to them.",
+                responses.Backorders,
+                [{"orderid": "order-1", "qty": 3, "since": "2026-11-27T10:15:00.123456+00:00"}],
+            ),
+        ),
+        refusals=(_SKU_TOO_LONG, UnknownSku("SMALL-TABLE")),
+        parameters={"sku": _SKU},
+    ),
+)
+
+_AVAILABILITY_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        "/availability/{sku}",
+        "getAvailability",
+        "availability",
+        "How many units of a SKU, and when",
+        (
+            Answer(
+                200,
+                "The SKU's availability.",
+                responses.Availability,
+                _AVAILABILITY_EXAMPLE | {"can_allocate": True, "eta": "2026-12-01"},
+                headers={"ETag": "The product's version; send it as `If-None-Match`."},
+            ),
+            Answer(304, "Not modified since the version given in `If-None-Match`.", media=None),
+        ),
+        description=(
+            "`available` counts unallocated units over all batches, `in_stock` those in"
+            " the warehouse, `incoming` those arriving, per date. With `?qty=N`, also"
+            " what allocating N units now would do: `can_allocate`, and `eta` (null:"
+            " from the warehouse now)."
+        ),
+        refusals=(schemas.InvalidInput("qty: Input should be a whole number"), UnknownSku("X")),
+        parameters={"sku": _SKU, "qty": _QTY},
+    ),
+    Operation(
+        "get",
+        "/availability",
+        "getAvailabilities",
+        "availability",
+        "Availability of several SKUs",
+        (
+            Answer(
+                200,
+                "The known SKUs' availability, in the order asked; unknown ones left out.",
+                responses.Availabilities,
+                [_AVAILABILITY_EXAMPLE],
+            ),
+        ),
+        refusals=(schemas.InvalidInput("sku: give between 1 and 100 (got 0)"),),
+        parameters={"sku": _SKUS, "qty": _QTY},
+    ),
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -83,19 +249,27 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             Answer(
                 202,
-                "The line is allocated.",
+                "The line is allocated or, with `backorder`, waits for stock.",
                 responses.AllocationAccepted,
                 {"batchref": "batch-001"},
-                headers={"Location": "`/allocations/<orderid>`, the order's allocations."},
+                headers={
+                    "Location": (
+                        "`/allocations/<orderid>` for an allocated line,"
+                        " `/orders/<orderid>` for a waiting one."
+                    )
+                },
             ),
         ),
         description=(
             "Allocates the line to the best batch of its SKU. Allocating the same line"
-            " again (same order, SKU and qty) answers 202 with the batch it already has"
-            " and changes nothing."
+            " again (same order, SKU and qty) answers 202 with what it already has"
+            ' and changes nothing. With `"backorder": true`, a line no batch can take'
+            ' is kept waiting (`{"batchref": null, "status": "backordered"}`) and'
+            " is allocated, oldest first, as soon as stock for it comes; the answer then"
+            " always says `status`."
         ),
         body=schemas.AllocateRequest,
-        body_example={"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2},
+        body_example={"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2, "backorder": True},
         refusals=(
             _BAD_QTY,
             exceptions.InvalidSku("SMALL-TABLE"),
@@ -118,16 +292,11 @@ OPERATIONS: tuple[Operation, ...] = (
                 [{"sku": "SMALL-TABLE", "batchref": "batch-001"}],
             ),
         ),
-        refusals=(
-            schemas.InvalidInput("orderid: String should have at most 255 characters"),
-            NoAllocations("order-1"),
-        ),
-        path_parameters={
-            "orderid": PathParameter(
-                _ORDERID, "The order id, percent-encoded (`/` as `%2F`).", "order-1"
-            )
-        },
+        refusals=(_TOO_LONG, NoAllocations("order-1")),
+        parameters={"orderid": _ORDERID},
     ),
+    *_ORDER_OPERATIONS,
+    *_AVAILABILITY_OPERATIONS,
     Operation(
         "get",
         "/health",

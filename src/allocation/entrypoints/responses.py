@@ -5,6 +5,7 @@ The request shapes live in `schemas.py`, where they also validate the requests.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
@@ -20,7 +21,12 @@ class BatchCreated(_Response):
 
 
 class AllocationAccepted(_Response):
-    batchref: str = Field(description="The batch the order line is allocated to.")
+    batchref: str | None = Field(
+        description="The batch the order line is allocated to; null while it waits."
+    )
+    status: Literal["allocated", "backordered"] | None = Field(
+        None, description="Sent when the request had `backorder`: what became of the line."
+    )
 
 
 class AllocationRow(_Response):
@@ -30,6 +36,65 @@ class AllocationRow(_Response):
 
 class Allocations(RootModel[list[AllocationRow]]):
     """The order's allocations, one per SKU, ordered by SKU."""
+
+
+class Incoming(_Response):
+    eta: date
+    qty: int = Field(description="Units arriving then and not yet allocated.")
+
+
+class Availability(_Response):
+    sku: str
+    version: int = Field(description="The product's version: it changes with every change.")
+    available: int = Field(description="Units not allocated, over all batches.")
+    in_stock: int = Field(description="Of those, units in the warehouse (batches with no ETA).")
+    incoming: list[Incoming] = Field(description="Units arriving, per date, earliest first.")
+    backordered: int = Field(description="Units of order lines waiting for stock.")
+    can_allocate: bool | None = Field(
+        None, description="With `?qty=N`: whether allocating N units now would succeed."
+    )
+    eta: date | None = Field(
+        None,
+        description="With `?qty=N`: when those units would come (null: from the warehouse).",
+    )
+
+
+class Availabilities(RootModel[list[Availability]]):
+    """The known SKUs' availability, in the order asked."""
+
+
+class OrderLine(_Response):
+    sku: str
+    qty: int
+    status: Literal["allocated", "backordered"]
+    batchref: str | None
+    eta: date | None = Field(description="When the batch arrives; null in the warehouse.")
+
+
+class Order(_Response):
+    orderid: str
+    lines: list[OrderLine] = Field(description="Ordered by SKU.")
+
+
+class WaitingLine(_Response):
+    orderid: str
+    qty: int
+    since: datetime = Field(description="When the line was first accepted: its place.")
+
+
+class Backorders(RootModel[list[WaitingLine]]):
+    """The SKU's waiting lines, oldest first: the order in which stock goes to them."""
+
+
+class Released(_Response):
+    orderid: str
+    sku: str
+    qty: int
+    batchref: str | None = Field(description="The batch it held stock in; null if waiting.")
+
+
+class ReleasedLines(RootModel[list[Released]]):
+    """Every line of the order, released."""
 
 
 class Error(_Response):

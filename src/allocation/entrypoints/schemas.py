@@ -45,9 +45,17 @@ class AllocateRequest(_Strict):
     orderid: Name
     sku: Name
     qty: PositiveQuantity
+    backorder: bool = Field(
+        False, description="When no batch can take the line: keep it waiting for stock."
+    )
 
     def to_command(self) -> commands.Allocate:
-        return commands.Allocate(orderid=self.orderid, sku=self.sku, qty=self.qty)
+        return commands.Allocate(self.orderid, self.sku, self.qty, self.backorder)
+
+    @property
+    def asks_about_backorders(self) -> bool:
+        """The client sent ``backorder`` and so reads the answer's ``status``."""
+        return "backorder" in self.model_fields_set
 
 
 class ChangeBatchQuantityMessage(_Strict):
@@ -106,10 +114,36 @@ def parse_change_batch_quantity(
 
 
 def parse_orderid(raw: str) -> str:
+    return parse_name(raw, "orderid")
+
+
+def parse_name(raw: str, field: str) -> str:
+    """An id from a path or query (an order id, a SKU), or InvalidInput naming ``field``."""
     try:
         return _order_id.validate_python(raw)
     except ValidationError as error:
-        raise InvalidInput(describe(error, field="orderid")) from None
+        raise InvalidInput(describe(error, field=field)) from None
+
+
+_quantity = TypeAdapter(PositiveQuantity)
+MAX_SKUS = 100
+
+
+def parse_quantity(raw: str, field: str = "qty") -> int:
+    """A quantity given as text (a query parameter): digits only, 1 to MAX_QUANTITY."""
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidInput(f"{field}: Input should be a whole number")
+    try:
+        return _quantity.validate_python(int(raw))
+    except ValidationError as error:
+        raise InvalidInput(describe(error, field=field)) from None
+
+
+def parse_skus(raw: list[str]) -> list[str]:
+    """The SKUs of a query (``?sku=A&sku=B``): 1 to MAX_SKUS of them, each a valid name."""
+    if not 1 <= len(raw) <= MAX_SKUS:
+        raise InvalidInput(f"sku: give between 1 and {MAX_SKUS} (got {len(raw)})")
+    return [parse_name(sku, "sku") for sku in raw]
 
 
 def describe(error: ValidationError, field: str = "") -> str:

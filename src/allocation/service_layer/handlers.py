@@ -8,10 +8,18 @@ written by the Unit of Work's commit, in the same transaction as the change.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Literal
 
 from allocation.domain import commands, events, model
-from allocation.domain.exceptions import DuplicateBatch, InvalidSku, OutOfStockError, UnknownBatch
+from allocation.domain.exceptions import (
+    DuplicateBatch,
+    InvalidSku,
+    OutOfStockError,
+    UnknownBatch,
+    UnknownLine,
+    UnknownOrder,
+)
 from allocation.service_layer.ports import AbstractNotifications
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -30,18 +38,45 @@ def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
         uow.commit()
 
 
-def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str:
-    """Returns the batch reference; raises OutOfStockError after recording OutOfStock."""
-    line = model.OrderLine(cmd.orderid, cmd.sku, cmd.qty)
+def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> model.Allocation:
+    """The allocation (or the backorder); raises OutOfStockError after recording
+    OutOfStock when the line can neither be allocated nor wait."""
+    line = model.OrderLine(cmd.orderid, cmd.sku, cmd.qty, accepted_at=datetime.now(UTC))
     with uow:
         product = uow.products.for_allocation(line.sku, line.orderid)
         if product is None:
             raise InvalidSku(line.sku)
-        batchref = product.allocate(line)
+        allocation = product.allocate(line, backorder=cmd.backorder)
         uow.commit()
-    if batchref is None:
+    if allocation.batchref is None and not allocation.backordered:
         raise OutOfStockError(line.sku)
-    return batchref
+    return allocation
+
+
+def cancel_line(cmd: commands.CancelLine, uow: AbstractUnitOfWork) -> model.Release:
+    with uow:
+        product = uow.products.for_cancellation(cmd.sku, cmd.orderid)
+        if product is None:
+            raise UnknownLine(cmd.orderid, cmd.sku)
+        release = product.cancel(cmd.orderid)
+        uow.commit()
+    return release
+
+
+def cancel_order(cmd: commands.CancelOrder, uow: AbstractUnitOfWork) -> list[model.Release]:
+    """Releases every line of the order, in one transaction; products are locked in
+    SKU order, so two cancellations of overlapping orders cannot deadlock."""
+    with uow:
+        skus = sorted(uow.products.skus_of_order(cmd.orderid))
+        if not skus:
+            raise UnknownOrder(cmd.orderid)
+        releases = []
+        for sku in skus:
+            product = uow.products.for_cancellation(sku, cmd.orderid)
+            if product is not None:
+                releases.append(product.cancel(cmd.orderid))
+        uow.commit()
+    return releases
 
 
 ChangeResult = Literal["applied", "duplicate", "stale"]

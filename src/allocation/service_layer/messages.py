@@ -12,7 +12,10 @@ from allocation.domain import events
 CHANNELS: dict[type[events.Event], str] = {
     events.Allocated: "line_allocated",
     events.Deallocated: "line_deallocated",
+    events.Backordered: "line_backordered",
     events.OutOfStock: "out_of_stock",
+    events.SoldOut: "sold_out",
+    events.BackInStock: "back_in_stock",
 }
 
 

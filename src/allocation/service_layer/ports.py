@@ -5,10 +5,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from allocation.domain import commands, model
+from allocation.domain.availability import Availability
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.product_changes import (
     ProductAsRead,
@@ -40,20 +41,26 @@ class AbstractRepository(abc.ABC):
         self._as_read[product] = None
 
     def get(self, sku: str) -> model.Product | None:
-        """The product and its batches with their allocated quantities, but no order
-        lines. Enough to add a batch."""
+        """The product, its batches with their allocated quantities and every waiting
+        line, but no allocated lines. Enough to add a batch (which may fill backorders)."""
         return self._track(self._get(sku), with_lines=False)
 
     def for_allocation(self, sku: str, orderid: str) -> model.Product | None:
-        """The product and its batches, holding only the lines of order ``orderid``:
-        enough for Product.allocate, which looks at no other order's lines (the
-        batches' allocated quantities count them all)."""
+        """The product and its batches, holding only order ``orderid``'s line, allocated
+        or waiting: enough for Product.allocate, which looks at no other order's lines
+        (the batches' allocated quantities count them all, ``backordered_quantity``
+        every waiting unit)."""
         return self._track(self._for_allocation(sku, orderid), with_lines=True)
 
     def for_batch_change(self, ref: str) -> model.Product | None:
-        """The product that has batch ``ref``, with every line of every batch: a batch
-        that shrinks hands its lines to the others."""
+        """The product that has batch ``ref``, with every line of every batch and every
+        waiting line: a batch that shrinks hands its lines to the others or the queue."""
         return self._track(self._for_batch_change(ref), with_lines=True)
+
+    def for_cancellation(self, sku: str, orderid: str) -> model.Product | None:
+        """The product, its batches with order ``orderid``'s line, and every waiting line:
+        the stock a cancellation frees goes to the queue."""
+        return self._track(self._for_cancellation(sku, orderid), with_lines=True)
 
     def changes(self) -> list[ProductChanges]:
         """What changed in every product handed out since it was read (or added)."""
@@ -72,6 +79,10 @@ class AbstractRepository(abc.ABC):
         """Whether any product has a batch with this reference."""
 
     @abc.abstractmethod
+    def skus_of_order(self, orderid: str) -> set[str]:
+        """The SKUs the order has a line for, allocated or waiting."""
+
+    @abc.abstractmethod
     def _add(self, product: model.Product) -> None: ...
 
     @abc.abstractmethod
@@ -84,8 +95,17 @@ class AbstractRepository(abc.ABC):
     def _for_batch_change(self, ref: str) -> model.Product | None: ...
 
     @abc.abstractmethod
+    def _for_cancellation(self, sku: str, orderid: str) -> model.Product | None: ...
+
+    @abc.abstractmethod
     def allocation_rows(self) -> set[AllocationRow]:
         """Every current allocation in the write model, for rebuilding the read model."""
+
+    @abc.abstractmethod
+    def availabilities(self) -> list[Availability]:
+        """Every product's availability as the write model holds it, by SKU, for
+        rebuilding the read model. The products stay share-locked until the
+        transaction ends (where the database locks), so none changes meanwhile."""
 
 
 class AbstractAllocationsView(abc.ABC):
@@ -103,13 +123,56 @@ class AbstractAllocationsView(abc.ABC):
     def all_rows(self) -> set[AllocationRow]: ...
 
 
+class AbstractAvailabilityView(abc.ABC):
+    """The write side of the availability read model: one row per SKU, replaced in the
+    transaction of every change of its product."""
+
+    @abc.abstractmethod
+    def put(self, availability: Availability) -> None:
+        """Records the SKU's availability, replacing its row."""
+
+    @abc.abstractmethod
+    def remove(self, sku: str) -> None: ...
+
+    @abc.abstractmethod
+    def all(self) -> dict[str, Availability]: ...
+
+
+@dataclass(frozen=True)
+class OrderLineState:
+    sku: str
+    qty: int
+    status: str  # "allocated" or "backordered"
+    batchref: str | None
+    eta: date | None
+
+
+@dataclass(frozen=True)
+class WaitingLine:
+    orderid: str
+    qty: int
+    since: datetime
+
+
 class AbstractReadModel(abc.ABC):
-    """The query side (CQRS): answers from the read models only, never from an aggregate,
-    and outside any Unit of Work. Sees every change committed before the call."""
+    """The query side (CQRS): answers from the read models and tables, never by loading
+    an aggregate, and outside any Unit of Work. Sees every change committed before."""
 
     @abc.abstractmethod
     def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
         """The order's allocations as ``{"sku", "batchref"}`` dicts, ordered by SKU."""
+
+    @abc.abstractmethod
+    def availability(self, skus: Sequence[str]) -> list[Availability]:
+        """The availability of each known SKU among ``skus``, in the order asked."""
+
+    @abc.abstractmethod
+    def order_lines(self, orderid: str) -> list[OrderLineState]:
+        """Every line of the order, allocated or waiting, ordered by SKU."""
+
+    @abc.abstractmethod
+    def waiting_lines(self, sku: str) -> list[WaitingLine]:
+        """The SKU's backorders, oldest first (the order they are served in)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ with it. Only what was loaded can have changed, so only that is written.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from allocation.domain import model
 
@@ -19,10 +20,20 @@ class BatchAsRead:
     lines: frozenset[model.OrderLine] | None  # None: this load did not read its lines
 
 
+WaitingAsRead = tuple[str, str, int, datetime]
+"""(orderid, sku, qty, since) of a backorder"""
+
+
+def _waiting(product: model.Product) -> frozenset[WaitingAsRead]:
+    return frozenset((b.orderid, b.sku, b.qty, b.since) for b in product.backorders)
+
+
 @dataclass(frozen=True)
 class ProductAsRead:
     version: int
     batches: dict[str, BatchAsRead]
+    waiting: frozenset[WaitingAsRead]  # the backorders the load read
+    backordered_quantity: int
 
     @classmethod
     def of(cls, product: model.Product, with_lines: bool) -> ProductAsRead:
@@ -36,6 +47,8 @@ class ProductAsRead:
                 )
                 for batch in product.batches
             },
+            _waiting(product),
+            product.backordered_quantity,
         )
 
 
@@ -49,6 +62,8 @@ class ProductChanges:
     changed_batches: list[model.Batch] = field(default_factory=list)
     removed_lines: list[model.OrderLine] = field(default_factory=list)
     added_lines: list[tuple[str, model.OrderLine]] = field(default_factory=list)  # (batchref, line)
+    removed_waiting: list[WaitingAsRead] = field(default_factory=list)
+    added_waiting: list[WaitingAsRead] = field(default_factory=list)
 
     @property
     def is_new(self) -> bool:
@@ -62,6 +77,8 @@ class ProductChanges:
             or self.changed_batches
             or self.removed_lines
             or self.added_lines
+            or self.removed_waiting
+            or self.added_waiting
             or self.product.version_number != self.read_version
         )
 
@@ -70,6 +87,10 @@ def changes_since(product: model.Product, as_read: ProductAsRead | None) -> Prod
     """The product's changes since it was read; everything, for a product never stored."""
     changes = ProductChanges(product, None if as_read is None else as_read.version)
     read_batches = {} if as_read is None else as_read.batches
+    read_waiting = frozenset() if as_read is None else as_read.waiting
+    waiting = _waiting(product)
+    changes.removed_waiting.extend(sorted(read_waiting - waiting))
+    changes.added_waiting.extend(sorted(waiting - read_waiting))
     for batch in product.batches:
         read = read_batches.get(batch.reference)
         if read is None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 from allocation.domain import events
 from allocation.service_layer.messages import to_message
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
+    AbstractAvailabilityView,
     AbstractChangePositions,
     AbstractDeadLetters,
     AbstractOutbox,
     AbstractProcessedMessages,
     AbstractRepository,
 )
+from allocation.service_layer.product_changes import ProductChanges
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -23,14 +25,15 @@ class AbstractUnitOfWork(abc.ABC):
 
     Writes through the ports may be held back and sent at commit: read what you
     need before you change it. Committing also records, in the same transaction,
-    what the aggregates' new events imply outside them: the read model's rows
-    and the outbox messages.
+    what the aggregates' changes imply outside them: the read models' rows and
+    the outbox messages.
     The events are released (collect_new_events) only after that commit
     succeeded; a rollback discards them.
     """
 
     products: AbstractRepository
     allocations_view: AbstractAllocationsView
+    availability_view: AbstractAvailabilityView
     outbox: AbstractOutbox
     processed_messages: AbstractProcessedMessages
     change_positions: AbstractChangePositions
@@ -54,7 +57,11 @@ class AbstractUnitOfWork(abc.ABC):
         new_events = [event for product in self.products.seen for event in product.events]
         for event in new_events:
             self._record(event)
-        self._commit()
+        changes = self.products.changes()
+        for change in changes:
+            if change.rows_changed:
+                self.availability_view.put(change.product.availability())
+        self._commit(changes)
         for product in self.products.seen:
             product.events.clear()
         self._committed_events.extend(new_events)
@@ -78,8 +85,9 @@ class AbstractUnitOfWork(abc.ABC):
             yield self._committed_events.pop(0)
 
     @abc.abstractmethod
-    def _commit(self) -> None:
-        """Makes the change durable; raises ConcurrencyConflict if another change won."""
+    def _commit(self, changes: Sequence[ProductChanges]) -> None:
+        """Makes the change durable, the products' ``changes`` with the rest; raises
+        ConcurrencyConflict if another change won."""
 
     @abc.abstractmethod
     def _rollback(self) -> None: ...

@@ -1,0 +1,141 @@
+"""The query side (CQRS): the HTTP reads, each one prepared statement on a pooled
+autocommit connection, with no Session, no transaction and no aggregate loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Date, Engine, String, any_, bindparam, cast, literal_column, null, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from allocation.adapters import database, orm
+from allocation.adapters.read_model import decode
+from allocation.adapters.statements import Statement, mark_prepared, param, preamble, statement
+from allocation.domain.availability import Availability
+from allocation.domain.exceptions import DatabaseUnavailable
+from allocation.service_layer.ports import AbstractReadModel, OrderLineState, WaitingLine
+
+_VIEW, _AVAILABILITY = orm.allocations_view, orm.availability_view
+_A, _B, _W = orm.allocations, orm.batches, orm.backorders
+
+ALLOCATIONS_FOR_ORDER = statement(
+    "allocations_for_order",
+    select(_VIEW.c.sku, _VIEW.c.batchref)
+    .where(_VIEW.c.orderid == param("orderid", _VIEW.c.orderid))
+    .order_by(_VIEW.c.sku),
+)
+_AVAILABILITY_COLUMNS = [_AVAILABILITY.c[n] for n in ("sku", "version", "backordered", "slots")]
+AVAILABILITY = statement(
+    "availability_of_skus",
+    select(*_AVAILABILITY_COLUMNS).where(
+        _AVAILABILITY.c.sku == any_(param("skus", ARRAY(String(orm.NAME_LENGTH))))
+    ),
+    select(*_AVAILABILITY_COLUMNS).where(
+        _AVAILABILITY.c.sku.in_(bindparam("p_skus", expanding=True))
+    ),
+)
+_ORDER = param("orderid", _A.c.orderid)
+ORDER_LINES = statement(
+    "lines_of_order",
+    select(_A.c.sku, _A.c.qty, literal_column("'allocated'"), _B.c.reference, _B.c.eta)
+    .join(_B, _B.c.id == _A.c.batch_id)
+    .where(_A.c.orderid == _ORDER)
+    .union_all(
+        select(
+            _W.c.sku,
+            _W.c.qty,
+            literal_column("'backordered'"),
+            cast(null(), String),
+            cast(null(), Date),
+        ).where(_W.c.orderid == _ORDER)
+    )
+    .order_by("sku"),
+)
+WAITING_LINES = statement(
+    "queue_of_sku",
+    select(_W.c.orderid, _W.c.qty, _W.c.since)
+    .where(_W.c.sku == param("sku", _W.c.sku))
+    .order_by(_W.c.since, _W.c.id),
+)
+
+T = TypeVar("T")
+
+
+class SqlReadModel(AbstractReadModel):
+    """Queries on an engine of autocommit connections (a read needs no transaction).
+
+    Connections are not checked before use: a pooled connection that the
+    database dropped (a restart, say) fails once, is thrown away, and the query
+    runs again on a fresh one; a database that is really down fails both times.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._on_postgresql = engine.dialect.name == "postgresql"
+
+    def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
+        rows = self._rows(ALLOCATIONS_FOR_ORDER, {"orderid": orderid})
+        return [{"sku": sku, "batchref": batchref} for sku, batchref in rows]
+
+    def availability(self, skus: Sequence[str]) -> list[Availability]:
+        found = {row[0]: decode(*row) for row in self._rows(AVAILABILITY, {"skus": list(skus)})}
+        return [found[sku] for sku in dict.fromkeys(skus) if sku in found]
+
+    def order_lines(self, orderid: str) -> list[OrderLineState]:
+        rows = self._rows(ORDER_LINES, {"orderid": orderid})
+        return [OrderLineState(*row) for row in rows]
+
+    def waiting_lines(self, sku: str) -> list[WaitingLine]:
+        rows = self._rows(WAITING_LINES, {"sku": sku})
+        return [WaitingLine(orderid, qty, _utc(since)) for orderid, qty, since in rows]
+
+    def _rows(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
+        run: Callable[[], list[Any]] = (
+            (lambda: self._prepared(query, params))
+            if self._on_postgresql
+            else (lambda: self._portable(query, params))
+        )
+        try:
+            return run()
+        except DatabaseUnavailable:
+            return run()
+
+    def _portable(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
+        try:
+            with self._engine.connect() as connection:
+                return list(query.execute(connection, params))
+        except sa_exc.DBAPIError as error:
+            if database.is_unavailable(error):
+                raise DatabaseUnavailable(str(error.orig)) from error
+            raise
+
+    def _prepared(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
+        """The driver's own cursor on a pooled connection: the hottest path of the service."""
+        driver_error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            pooled = self._engine.raw_connection()
+        except (sa_exc.DBAPIError, driver_error) as error:  # cannot connect at all
+            raise DatabaseUnavailable(str(error)) from error
+        try:
+            cursor = pooled.cursor()
+            try:
+                cursor.execute(preamble(pooled.info) + query.call(), query.arguments(params))
+                mark_prepared(pooled.info)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        except driver_error as error:
+            if self._engine.dialect.is_disconnect(error, pooled.dbapi_connection, None):
+                pooled.invalidate(error)
+                raise DatabaseUnavailable(str(error)) from error
+            raise
+        finally:
+            pooled.close()
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

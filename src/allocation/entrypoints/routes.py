@@ -1,0 +1,153 @@
+"""The API's routes: parse the request, call the bus or a query, map the result to HTTP.
+
+Paths take ids as the path converter gives them: an order id may hold a `/`. In
+`DELETE /allocations/<orderid>/<sku>` the SKU is the last segment, so a SKU holding a
+`/` cannot be named there (`DELETE /orders/<orderid>` releases its line).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask, Response, jsonify, request
+
+from allocation import bootstrap, views
+from allocation.domain import commands
+from allocation.domain.availability import Availability
+from allocation.domain.model import Allocation, Release
+from allocation.entrypoints import bodies, errors, schemas
+
+
+def add(app: Flask, service: bootstrap.Api, limit: int) -> None:
+    """Every route of the allocation API (the operational ones are flask_app's)."""
+    _writes(app, service, limit)
+    _reads(app, service)
+    _availability(app, service)
+
+
+def _writes(app: Flask, service: bootstrap.Api, limit: int) -> None:
+    bus = service.bus
+
+    @app.post("/add_batch")
+    def add_batch() -> tuple[Response, int]:
+        cmd = schemas.parse(schemas.AddBatchRequest, bodies.read(limit)).to_command()
+        bus.handle(cmd)
+        return jsonify(ref=cmd.ref), 201
+
+    @app.post("/allocate")
+    def allocate() -> tuple[Response, int, dict[str, str]]:
+        body = schemas.parse(schemas.AllocateRequest, bodies.read(limit))
+        allocation: Allocation = bus.handle(body.to_command())
+        return _accepted(body, allocation)
+
+    @app.delete("/allocations/<path:orderid>/<sku>")
+    def cancel_line(orderid: str, sku: str) -> tuple[Response, int]:
+        orderid, sku = schemas.parse_orderid(orderid), schemas.parse_name(sku, "sku")
+        release: Release = bus.handle(commands.CancelLine(orderid, sku))
+        return jsonify(_released(release)), 200
+
+    @app.delete("/orders/<path:orderid>")
+    def cancel_order(orderid: str) -> tuple[Response, int]:
+        releases: list[Release] = bus.handle(commands.CancelOrder(schemas.parse_orderid(orderid)))
+        return jsonify([_released(release) for release in releases]), 200
+
+
+def _accepted(
+    body: schemas.AllocateRequest, allocation: Allocation
+) -> tuple[Response, int, dict[str, str]]:
+    orderid = quote(body.orderid, safe="")
+    if allocation.backordered:
+        answer = {"batchref": None, "status": "backordered"}
+        return jsonify(answer), 202, {"Location": f"/orders/{orderid}"}
+    answer = {"batchref": allocation.batchref}
+    if body.asks_about_backorders:
+        answer["status"] = "allocated"
+    return jsonify(answer), 202, {"Location": f"/allocations/{orderid}"}
+
+
+def _released(release: Release) -> dict[str, Any]:
+    line = release.line
+    return {"orderid": line.orderid, "sku": line.sku, "qty": line.qty, "batchref": release.batchref}
+
+
+def _reads(app: Flask, service: bootstrap.Api) -> None:
+    read_model = service.read_model
+
+    @app.get("/allocations/<path:orderid>")
+    def allocations_for_order(orderid: str) -> tuple[Response, int]:
+        orderid = schemas.parse_orderid(orderid)
+        result = views.allocations(orderid, read_model)
+        if not result:
+            raise errors.NoAllocations(orderid)
+        # What jsonify sends, without its per-call lookups: this is the hottest route.
+        body = json.dumps(result, separators=(",", ":")) + "\n"
+        return Response(body, mimetype="application/json"), 200
+
+    @app.get("/orders/<path:orderid>")
+    def order(orderid: str) -> tuple[Response, int]:
+        orderid = schemas.parse_orderid(orderid)
+        lines = views.order(orderid, read_model)
+        if not lines:
+            raise errors.NoLines(orderid)
+        shown = [vars(line) | {"eta": _day(line.eta)} for line in lines]
+        return jsonify(orderid=orderid, lines=shown), 200
+
+    @app.get("/backorders/<path:sku>")
+    def backorders(sku: str) -> tuple[Response, int]:
+        sku = schemas.parse_name(sku, "sku")
+        waiting = views.queue(sku, read_model)
+        if waiting is None:
+            raise errors.UnknownSku(sku)
+        shown = [
+            {"orderid": w.orderid, "qty": w.qty, "since": w.since.isoformat()} for w in waiting
+        ]
+        return jsonify(shown), 200
+
+
+def _availability(app: Flask, service: bootstrap.Api) -> None:
+    read_model = service.read_model
+
+    @app.get("/availability/<path:sku>")
+    def availability(sku: str) -> Response:
+        sku = schemas.parse_name(sku, "sku")
+        qty = _asked_quantity()
+        found = views.availability([sku], read_model)
+        if not found:
+            raise errors.UnknownSku(sku)
+        response = jsonify(_shown(found[0], qty))
+        response.set_etag(f"v{found[0].version}")
+        response.make_conditional(request)
+        return response
+
+    @app.get("/availability")
+    def availabilities() -> tuple[Response, int]:
+        skus = schemas.parse_skus(request.args.getlist("sku"))
+        qty = _asked_quantity()
+        return jsonify([_shown(a, qty) for a in views.availability(skus, read_model)]), 200
+
+
+def _asked_quantity() -> int | None:
+    raw = request.args.get("qty")
+    return None if raw is None else schemas.parse_quantity(raw)
+
+
+def _shown(availability: Availability, qty: int | None) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "sku": availability.sku,
+        "version": availability.version,
+        "available": availability.available,
+        "in_stock": availability.in_stock,
+        "incoming": [{"eta": eta.isoformat(), "qty": n} for eta, n in availability.incoming],
+        "backordered": availability.backordered,
+    }
+    if qty is not None:
+        promise = availability.promise(qty)
+        shown["can_allocate"] = promise.can_allocate
+        shown["eta"] = _day(promise.eta)
+    return shown
+
+
+def _day(day: Any) -> str | None:
+    return None if day is None else str(day.isoformat())
