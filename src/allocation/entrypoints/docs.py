@@ -1,4 +1,5 @@
-"""Serves the OpenAPI description and its docs page (Swagger UI, from the files of the
+"""Serves the OpenAPI description, the AsyncAPI description of the Redis messages, and
+the HTTP API's docs page (Swagger UI, from the files of the
 `flask-swagger-ui` package: the page loads nothing from other hosts and works offline)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from flask import Flask, Response, abort, send_from_directory, url_for
 
+from allocation.entrypoints import asyncapi
 from allocation.entrypoints.openapi import TITLE, build_spec
 
 # Served from the package's Swagger UI distribution under /docs/assets/.
@@ -32,13 +34,20 @@ DOCS_CONTENT_SECURITY_POLICY = (
 
 
 def register_docs(app: Flask) -> None:
-    """Adds `/openapi.json`, the docs page `/docs`, and the page's assets under `/docs/assets/`."""
+    """Adds `/openapi.json`, `/asyncapi.json`, the docs page `/docs`, and the page's
+    assets under `/docs/assets/`."""
     spec = json.dumps(build_spec())
     vendor = _swagger_ui_dist()
 
     @app.get("/openapi.json", endpoint="openapi_json")
     def openapi_json() -> Response:
         return app.response_class(spec, mimetype="application/json")
+
+    messages = json.dumps(asyncapi.build_spec())
+
+    @app.get("/asyncapi.json", endpoint="asyncapi_json")
+    def asyncapi_json() -> Response:
+        return app.response_class(messages, mimetype="application/json")
 
     @app.get("/docs", endpoint="docs")
     def docs() -> Response:

@@ -86,7 +86,7 @@ def build_spec() -> dict[str, Any]:
         paths[operation.path][operation.method] = _operation(operation, by_model)
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": TITLE, "version": _version(), "description": DESCRIPTION},
+        "info": {"title": TITLE, "version": package_version(), "description": DESCRIPTION},
         "tags": [
             {
                 "name": "allocation",
@@ -233,7 +233,8 @@ def _message(refusal: Exception) -> str:
     return str(refusal)
 
 
-def _version() -> str:
+def package_version() -> str:
+    """The installed package's version (0.0.0 when run from a source tree)."""
     try:
         return metadata.version("allocation")
     except metadata.PackageNotFoundError:

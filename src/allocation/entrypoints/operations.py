@@ -346,6 +346,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/asyncapi.json",
+        "asyncapi",
+        "docs",
+        "The AsyncAPI 3 description of the Redis messages, published and consumed",
+        (Answer(200, "The AsyncAPI document."),),
+    ),
+    Operation(
+        "get",
         "/docs",
         "docs",
         "docs",

@@ -23,10 +23,11 @@ from allocation.adapters import metrics
 from allocation.config import Settings
 from allocation.service_layer import retry
 from allocation.service_layer.inbound import Inbox, Outcome
+from allocation.service_layer.messages import INBOUND_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = STREAM = "change_batch_quantity"
+CHANNEL = STREAM = INBOUND_CHANNEL
 GROUP = "allocation"
 
 

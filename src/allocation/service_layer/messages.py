@@ -19,6 +19,21 @@ CHANNELS: dict[type[events.Event], str] = {
 }
 
 
+# The channel (and stream) the service takes commands from.
+INBOUND_CHANNEL = "change_batch_quantity"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What every published message carries besides its event's fields."""
+
+    message_id: str  # a UUID, new for each message: a subscriber drops one it has seen
+    occurred_at: datetime  # when the change was committed (UTC)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"message_id": self.message_id, "occurred_at": self.occurred_at.isoformat()}
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     """An event waiting in the outbox; ``payload`` is exactly what subscribers receive."""
@@ -36,8 +51,12 @@ def to_message(event: events.Event) -> OutboxMessage | None:
     channel = CHANNELS.get(type(event))
     if channel is None:
         return None
-    message_id = str(uuid.uuid4())
-    occurred_at = datetime.now(UTC)
-    body = event.to_dict()
-    payload = {**body, "message_id": message_id, "occurred_at": occurred_at.isoformat()}
-    return OutboxMessage(message_id, channel, str(body.get("sku", "")), payload, occurred_at)
+    envelope = Envelope(str(uuid.uuid4()), datetime.now(UTC))
+    payload = payload_of(event, envelope)
+    sku = str(payload.get("sku", ""))
+    return OutboxMessage(envelope.message_id, channel, sku, payload, envelope.occurred_at)
+
+
+def payload_of(event: events.Event, envelope: Envelope) -> dict[str, Any]:
+    """What subscribers receive: the event's fields, then the envelope's."""
+    return {**event.to_dict(), **envelope.to_dict()}
