@@ -19,7 +19,16 @@ PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
 MAX_QTY = 1_000_000_000
 
 DESCRIPTION = "Benchmark of the allocation service as it ships, in one command."
-ALL_SCENARIOS = ("allocate", "hot", "read", "ceiling", "growth", "long", "servers")
+ALL_SCENARIOS = (
+    "allocate",
+    "hot",
+    "read",
+    "availability",
+    "ceiling",
+    "growth",
+    "long",
+    "servers",
+)
 # Scenarios that GET the seeded read orders (`read-1` …).
 NEED_READ_ORDERS = frozenset({"read", "ceiling", "servers"})
 

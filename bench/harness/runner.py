@@ -22,6 +22,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "allocate": scenarios.allocate,
     "hot": scenarios.hot,
     "read": scenarios.read,
+    "availability": scenarios.availability,
     "ceiling": ceiling,
     "growth": scenarios.growth,
     "long": scenarios.long,

@@ -1,4 +1,5 @@
-"""The service's scenarios: allocate, hot, read, growth and long (each with its SQL baseline)."""
+"""The service's scenarios: allocate, hot, read, availability, growth and long (each with
+its SQL baseline)."""
 
 from __future__ import annotations
 
@@ -146,6 +147,50 @@ def read(run: Run) -> None:
         "baseline-read",
         f"pgbench: the view's SELECT by orderid, {c.connections} clients",
         lambda: _pgbench(run, "read.sql", {"prefix": "read-", "n": str(n)}, "read"),
+    )
+
+
+def _add_incoming_batches(run: Run) -> None:
+    """Two shipments for each read SKU, so every answer has dates to tell."""
+    batches = [
+        {"ref": f"read-sku-{i:03d}-ship{n}", "sku": f"read-sku-{i:03d}", "qty": 50, "eta": eta}
+        for i in range(run.config.skus)
+        for n, eta in ((1, "2031-01-01"), (2, "2031-02-01"))
+    ]
+    add_batches(run.port, batches)
+
+
+def availability(run: Run) -> None:
+    c = run.config
+    probe = Client(run.port)
+    try:
+        served = probe.request("GET", "/availability/read-sku-000")[0] != 404
+    finally:
+        probe.close()
+    if not served:
+        run.note("availability: this commit does not serve GET /availability; row skipped")
+        return
+    _add_incoming_batches(run)
+    measured(
+        run,
+        "availability",
+        f"GET /availability/<sku>?qty=N over {c.skus} SKUs (3 batches each), "
+        f"{c.connections} connections",
+        lambda: run.wrk().run(
+            run.port,
+            "availability.lua",
+            ["read-sku-", str(c.skus)],
+            duration=c.duration,
+            label="availability",
+        ),
+    )
+    measured(
+        run,
+        "baseline-availability",
+        f"pgbench: the availability view's SELECT by SKU, {c.connections} clients",
+        lambda: _pgbench(
+            run, "availability.sql", {"prefix": "read-sku-", "n": str(c.skus)}, "availability"
+        ),
     )
 
 

@@ -122,6 +122,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         _at_least("read >= 0.10x baseline-read", s, "read", "baseline-read", 0.10),
         _at_least("read >= 0.5x ceiling", s, "read", "ceiling", 0.5),
         _read_tail(s),
+        _at_least("availability >= read", s, "availability", "read", 1.0),
         _observation_vs_database(results),
         _at_least("allocate >= 0.20x baseline-allocate", s, "allocate", "baseline-allocate", 0.20),
         _hot(s),

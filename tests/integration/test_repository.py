@@ -231,3 +231,24 @@ def test_availabilities_are_the_write_models(uow_factory: UnitOfWorkFactory) -> 
         ("SOFA", 62, 0),
     ]
     assert found[1].slots[0].eta is None  # warehouse first
+
+
+def test_a_new_batch_fills_the_queue_on_a_load_without_lines(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    save(uow_factory, lamp_with_a_queue())
+    with uow_factory() as uow:
+        loaded = uow.products.get("LAMP")
+        assert loaded is not None
+        # Waiting lines never fit the batches already there, so only the new one is
+        # touched: the lines `get` leaves out are not needed.
+        loaded.add_batch(model.Batch("b2", "LAMP", 6))
+        uow.commit()
+    with uow_factory() as uow:
+        everything = uow.products.for_batch_change("b2")
+        assert everything is not None
+        assert lines(everything)["b2"] == {
+            model.OrderLine("o3", "LAMP", 5),
+            model.OrderLine("o4", "LAMP", 1),
+        }
+        assert [b[0] for b in queue(everything)] == ["o2"]

@@ -184,7 +184,11 @@ class Product:
         return next((b for b in self.batches if b.reference == ref), None)
 
     def add_batch(self, batch: Batch) -> None:
-        """A new batch; the waiting lines it can take are allocated at once."""
+        """A new batch; the waiting lines it can take are allocated at once.
+
+        No waiting line fits a batch already there (every change that frees stock
+        serves the queue), so only the new batch takes lines: the other batches'
+        lines need not be loaded."""
         if self.batch(batch.reference) is not None:
             raise DuplicateBatch(batch.reference)
         with self._change():
