@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import redis
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 
 from allocation.adapters import database, metrics, orm
 from allocation.adapters.health import ReadinessProbe
@@ -19,6 +20,7 @@ from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, events
+from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
 from allocation.service_layer import handlers, inbound
 from allocation.service_layer.messagebus import Handler, MessageBus, UnitOfWorkFactory
 from allocation.service_layer.ports import (
@@ -158,3 +160,22 @@ def migrate(settings: Settings) -> None:
         database.upgrade_to_head(engine)
     finally:
         engine.dispose()
+
+
+def schema_problem(settings: Settings) -> SchemaNotMigrated | None:
+    """What is wrong with the configured database's schema, or None when it is at
+    this code's head. Raises DatabaseUnavailable when the database cannot be reached."""
+    engine = database.make_engine(settings.database_url)
+    try:
+        return database.schema_problem(engine)
+    except sa_exc.DBAPIError as error:
+        raise DatabaseUnavailable(str(error.orig).strip()) from error
+    finally:
+        engine.dispose()
+
+
+def require_migrated(settings: Settings) -> None:
+    """Raises SchemaNotMigrated unless the database's schema is at this code's head."""
+    problem = schema_problem(settings)
+    if problem is not None:
+        raise problem

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import requests
+import os
+from pathlib import Path
 
-from tests.e2e.conftest import Service, run_cli, unique
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.e2e.conftest import Service, run_cli, start_relay, unique
 from tests.e2e.test_api import add_batch, allocate
+from tests.waiting import wait_until
 
 
 def test_ready_checks_database_redis_and_migrations(api: Service) -> None:
@@ -96,3 +102,47 @@ def test_outbox_and_rebuild_views_report(api: Service, e2e_environment: dict[str
         "allocations_view: added 0, removed 0, corrected 0,",
         "availability_view: added 0, removed 0, corrected 0,",
     ]
+
+
+def test_the_api_says_where_it_serves_once_and_stays_quiet(
+    api: Service, e2e_environment: dict[str, str]
+) -> None:
+    assert requests.get(f"{api.url}/ready", timeout=10).status_code == 200
+    log = api.output()
+    database = make_url(e2e_environment["DATABASE_URL"]).render_as_string(hide_password=True)
+    line = (
+        f"serving the API at {api.url} (docs: {api.url}/docs); database {database};"
+        f" Redis {e2e_environment['REDIS_URL']}"
+    )
+    assert log.count(line) == 1, log[-3000:]
+    password = make_url(e2e_environment["DATABASE_URL"]).password
+    assert not password or password not in log
+    assert " alembic" not in log  # neither at start nor on /ready
+
+
+def test_without_redis_the_relay_says_it_logged(tmp_path: Path) -> None:
+    # A database of its own: the session's relay must keep the session's outbox.
+    url = f"sqlite:///{tmp_path / 'relay.sqlite3'}"
+    env = {"DATABASE_URL": url, "RELAY_POLL_MS": "100", "PATH": os.environ.get("PATH", "")}
+    assert run_cli("migrate", env=env).returncode == 0
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO outbox (message_id, channel, sku, payload, occurred_at)"
+                " VALUES ('m-1', 'out_of_stock', 'LAMP', '{\"sku\": \"LAMP\"}', '2026-01-01')"
+            )
+        )
+    engine.dispose()
+    relay = start_relay(env, tmp_path / "relay.log")
+    try:
+        assert "relaying the outbox to the log (REDIS_URL not set)" in relay.output()
+        wait_until(
+            "the relay to log the message",
+            lambda: "logged 1 message(s): m-1" in relay.output() or None,
+            timeout=20,
+            detail=relay.tail,
+        )
+        assert "published 1" not in relay.output()
+    finally:
+        relay.stop()

@@ -27,7 +27,7 @@ MAX_EXAMPLES = (
 )
 
 # Not fuzzed: their answers are text or HTML, or describe the running process.
-NOT_FUZZED = ["/metrics", "/openapi.json", "/asyncapi.json", "/docs"]
+NOT_FUZZED = ["/", "/metrics", "/openapi.json", "/asyncapi.json", "/docs"]
 
 
 class LiveApi(Protocol):

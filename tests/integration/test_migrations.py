@@ -7,6 +7,7 @@ server and dropped afterwards, so migrations always start from a known state.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from allocation import bootstrap
 from allocation.adapters import database, orm
 from allocation.adapters.outbox_wakeup import PostgresWakeup
 from allocation.config import Settings
+from allocation.entrypoints.flask_app import create_app
 
 
 def schema_differences(engine: Engine) -> list[object]:
@@ -245,3 +247,56 @@ def _table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
     with engine.connect() as connection:
         found = connection.execute(text(f"SELECT * FROM {table}")).all()
     return sorted((tuple(row) for row in found), key=repr)
+
+
+# A database behind the code is reported as such, with what to do, not as an outage.
+
+
+def test_an_empty_or_old_schema_is_reported_with_the_cure(
+    fresh_postgres_url: str, postgres_engine: Engine
+) -> None:
+    settings = Settings(database_url=fresh_postgres_url)
+    empty = bootstrap.schema_problem(settings)
+    assert empty is not None
+    shown = make_url(fresh_postgres_url).render_as_string(hide_password=True)
+    assert empty.explained == (
+        f"the database schema is not migrated (empty, at {shown}): run `allocation migrate`"
+    )
+    with postgres_engine.begin() as connection:
+        command.upgrade(database.alembic_config(connection), "0005")
+    behind = bootstrap.schema_problem(settings)
+    assert behind is not None
+    assert f"at revision 0005, this code needs {database.head_revision()}" in behind.explained
+    bootstrap.migrate(settings)
+    assert bootstrap.schema_problem(settings) is None
+
+
+def test_a_missing_sqlite_file_is_reported_and_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.sqlite3"
+    problem = bootstrap.schema_problem(Settings(database_url=f"sqlite:///{path}"))
+    assert problem is not None
+    assert f"no database file {path}" in problem.explained
+    assert not path.exists()
+
+
+def test_the_api_on_an_unmigrated_database_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite3"
+    sqlite3.connect(path).close()  # the file exists, with no tables
+    client = create_app(Settings(database_url=f"sqlite:///{path}")).test_client()
+    try:
+        read = client.get("/allocations/o1")
+        assert (read.status_code, read.get_json()) == (
+            503,
+            {"message": "The database schema is not migrated: run `allocation migrate`"},
+        )
+        write = client.post("/add_batch", json={"ref": "b1", "sku": "LAMP", "qty": 1})
+        assert write.status_code == 503
+        assert "not migrated" in write.get_json()["message"]
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["database"] == "ok"
+        assert ready.get_json()["checks"]["migrations"].startswith(
+            "the database schema is not migrated (empty, at sqlite:///"
+        )
+    finally:
+        orm.clear_mappers()

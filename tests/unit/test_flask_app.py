@@ -149,6 +149,42 @@ def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
     response = client.get("/allocate")
     assert response.status_code == 405
     assert "message" in response.get_json()
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+
+
+def test_the_home_page_is_the_docs(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert (response.status_code, response.headers["Location"]) == (302, "/docs")
+    assert client.get("/", follow_redirects=True).mimetype == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/docs/", "/docs"),
+        ("/allocations/o1/", "/allocations/o1"),
+        ("/allocations/o1//", "/allocations/o1"),
+        ("/availability/LAMP/?qty=2&x=%2F", "/availability/LAMP?qty=2&x=%2F"),
+        ("/orders/a%20b/", "/orders/a%20b"),
+    ],
+)
+def test_a_trailing_slash_is_dropped_never_taken_into_an_id(
+    client: FlaskClient, path: str, target: str
+) -> None:
+    response = client.get(path)
+    assert (response.status_code, response.headers["Location"]) == (308, target)
+
+
+def test_a_write_with_a_trailing_slash_is_redirected_with_its_method(
+    client: FlaskClient, fake_service: FakeService
+) -> None:
+    add_batch(client, "b1", "LAMP", 5)
+    body = {"orderid": "o1", "sku": "LAMP", "qty": 1}
+    response = client.post("/allocate/", json=body, follow_redirects=True)
+    assert response.status_code == 202
+    assert client.get("/allocations/o1/", follow_redirects=True).get_json() == [
+        {"sku": "LAMP", "batchref": "b1"}
+    ]
 
 
 def test_an_unexpected_error_is_a_json_500_without_internals(

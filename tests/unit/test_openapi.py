@@ -87,11 +87,17 @@ def test_request_bodies_are_the_json_schemas_of_the_validating_models() -> None:
 
 def test_the_orderid_parameter_has_the_schema_that_validates_it() -> None:
     (parameter,) = SPEC["paths"]["/allocations/{orderid}"]["get"]["parameters"]
-    assert parameter["schema"] == schemas._order_id.json_schema()  # what parse_orderid uses
+    assert parameter["schema"] == schemas.path_id.json_schema()  # what parse_orderid uses
     body_orderid = dict(SPEC["components"]["schemas"]["AllocateRequest"]["properties"]["orderid"])
     body_orderid.pop("title")
-    assert parameter["schema"] == body_orderid
+    # The body's order id, except that in a path it cannot end with "/".
+    assert {**parameter["schema"], "pattern": body_orderid["pattern"]} == body_orderid
     assert schemas.parse_orderid(parameter["example"]) == parameter["example"]
+    path_pattern = re.compile(parameter["schema"]["pattern"])
+    for orderid in ("order-1", "a/b", "ä"):
+        assert path_pattern.search(orderid)
+    for orderid in ("order-1/", "a\x01", ""):
+        assert not path_pattern.search(orderid)
 
 
 def test_every_status_is_described() -> None:
@@ -108,6 +114,7 @@ def test_every_status_is_described() -> None:
         ("get", "/health"): {"200"},
         ("get", "/ready"): {"200", "503"},
         ("get", "/metrics"): {"200"},
+        ("get", "/"): {"302"},
     }
     for (method, path), expected in statuses.items():
         assert set(SPEC["paths"][path][method]["responses"]) == expected, (method, path)

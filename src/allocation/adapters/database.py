@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from allocation.adapters import orm
+from allocation.domain.exceptions import SchemaNotMigrated
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().with_name("migrations")
 
@@ -144,6 +145,39 @@ def upgrade_to_head(engine: Engine) -> None:
             # Made by metadata.create_all before Alembic owned the schema.
             command.stamp(config, INITIAL_REVISION)
         command.upgrade(config, "head")
+
+
+def shown_url(engine: Engine) -> str:
+    """The engine's URL for a person: no password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def schema_problem(engine: Engine) -> SchemaNotMigrated | None:
+    """None when the schema is at this code's head; else what is wrong. A SQLite
+    file that does not exist is reported, not created."""
+    where = shown_url(engine)
+    path = engine.url.database
+    is_file = engine.url.get_backend_name() == "sqlite" and path and path != ":memory:"
+    if is_file and not Path(str(path)).exists():
+        return SchemaNotMigrated(f"no database file {Path(str(path)).resolve()}", where)
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return None
+    state = "empty" if current is None else f"at revision {current}, this code needs {head}"
+    return SchemaNotMigrated(state, where)
+
+
+def is_missing_schema(error: BaseException) -> bool:
+    """A table or column the code needs is not there: the schema is behind.
+    Takes SQLAlchemy's wrapper or the driver's own error."""
+    driver_error = getattr(error, "orig", None) or error
+    if getattr(driver_error, "pgcode", None) in _MISSING_SCHEMA_SQLSTATES:
+        return True
+    return str(driver_error).startswith(("no such table", "no such column"))
+
+
+# PostgreSQL: undefined table, undefined column.
+_MISSING_SCHEMA_SQLSTATES = {"42P01", "42703"}
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -15,7 +15,7 @@ from allocation.adapters import database, orm
 from allocation.adapters.read_model import decode
 from allocation.adapters.statements import Statement, mark_prepared, param, preamble, statement
 from allocation.domain.availability import Availability
-from allocation.domain.exceptions import DatabaseUnavailable
+from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
 from allocation.service_layer.ports import AbstractReadModel, OrderLineState, WaitingLine
 
 _VIEW, _AVAILABILITY = orm.allocations_view, orm.availability_view
@@ -86,7 +86,8 @@ class SqlReadModel(AbstractReadModel):
 
     def order_lines(self, orderid: str) -> list[OrderLineState]:
         rows = self._rows(ORDER_LINES, {"orderid": orderid})
-        return [OrderLineState(*row) for row in rows]
+        # Sorted here, not by the database's collation: the same order everywhere.
+        return sorted((OrderLineState(*row) for row in rows), key=lambda line: line.sku)
 
     def waiting_lines(self, sku: str) -> list[WaitingLine]:
         rows = self._rows(WAITING_LINES, {"sku": sku})
@@ -108,6 +109,8 @@ class SqlReadModel(AbstractReadModel):
             with self._engine.connect() as connection:
                 return list(query.execute(connection, params))
         except sa_exc.DBAPIError as error:
+            if database.is_missing_schema(error):
+                raise SchemaNotMigrated(str(error.orig)) from error
             if database.is_unavailable(error):
                 raise DatabaseUnavailable(str(error.orig)) from error
             raise
@@ -128,6 +131,8 @@ class SqlReadModel(AbstractReadModel):
             finally:
                 cursor.close()
         except driver_error as error:
+            if database.is_missing_schema(error):
+                raise SchemaNotMigrated(str(error).splitlines()[0]) from error
             if self._engine.dialect.is_disconnect(error, pooled.dbapi_connection, None):
                 pooled.invalidate(error)
                 raise DatabaseUnavailable(str(error)) from error

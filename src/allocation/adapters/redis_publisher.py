@@ -39,6 +39,10 @@ class RedisPublisher(AbstractPublisher):
 
 
 class LoggingPublisher(AbstractPublisher):
+    """Without Redis: each event is a log line, and nothing is published."""
+
+    delivery = "logged"
+
     def publish(self, channel: str, payload: Mapping[str, Any]) -> None:
         logger.info(
             "event on %s (REDIS_URL not set, not published): %s",

@@ -28,6 +28,7 @@ from allocation.domain.exceptions import (
     ConcurrencyConflict,
     ConnectionDropped,
     DatabaseUnavailable,
+    SchemaNotMigrated,
 )
 from allocation.service_layer.product_changes import ProductChanges
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
@@ -98,6 +99,8 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
 def _translated(error: sa_exc.DBAPIError) -> Exception:
     """The domain's name for a driver error, or the error itself when it is a bug."""
+    if database.is_missing_schema(error):
+        return SchemaNotMigrated(str(error.orig).splitlines()[0])
     if database.is_unavailable(error):
         if error.connection_invalidated:
             return ConnectionDropped(str(error.orig))

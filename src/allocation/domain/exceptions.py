@@ -79,6 +79,25 @@ class DatabaseUnavailable(InfrastructureUnavailable):
         self.detail = detail
 
 
+class SchemaNotMigrated(InfrastructureUnavailable):
+    """The database's schema is missing or behind this code: not an outage, and
+    `allocation migrate` is the cure. The message (what clients see) names no
+    database; ``explained`` (for the operator) says which and how far behind."""
+
+    def __init__(self, state: str = "", where: str = "") -> None:
+        super().__init__("The database schema is not migrated: run `allocation migrate`")
+        self.state = state
+        self.where = where
+
+    @property
+    def explained(self) -> str:
+        context = ", ".join(
+            part for part in (self.state, f"at {self.where}" if self.where else "") if part
+        )
+        inside = f" ({context})" if context else ""
+        return f"the database schema is not migrated{inside}: run `allocation migrate`"
+
+
 class ConnectionDropped(DatabaseUnavailable):
     """A pooled connection had been closed by the database (a restart, say).
 

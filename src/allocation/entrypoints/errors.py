@@ -98,7 +98,12 @@ def _known(status: int) -> Callable[[Exception], tuple[Response, int]]:
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:
-    return error_response(error.description or error.name, error.code or 500)
+    """Werkzeug's own errors as JSON, with the headers they carry (a 405's `Allow`)."""
+    response, status = error_response(error.description or error.name, error.code or 500)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 def _unexpected(error: Exception) -> tuple[Response, int]:

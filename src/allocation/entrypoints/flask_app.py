@@ -7,9 +7,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from flask import Flask, Request, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, redirect, request
 from flask.sessions import NullSession, SessionInterface, SessionMixin
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from allocation import bootstrap
 from allocation.adapters import metrics
@@ -37,6 +39,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
     observability.install(app)
+    _without_trailing_slashes(app)
     bodies.require_json(app)
     if settings.api_token:
         _require_token_for_writes(app, settings.api_token)
@@ -89,6 +92,10 @@ class _Flask(Flask):
 def _add_routes(app: Flask, service: bootstrap.Api, limit: int) -> None:
     routes.add(app, service, limit)
 
+    @app.get("/")
+    def home() -> WerkzeugResponse:
+        return redirect("/docs", 302)
+
     @app.get("/health")
     def health() -> tuple[Response, int]:
         return jsonify(status="ok"), 200
@@ -105,6 +112,21 @@ def _add_routes(app: Flask, service: bootstrap.Api, limit: int) -> None:
         _update_outbox_gauges(service.uow_factory)
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
+
+
+def _without_trailing_slashes(app: Flask) -> None:
+    """A path ending in `/` is the same path without it (308: the method and body are
+    kept): `/docs/` is the docs, and `/allocations/o1/` never asks for order `o1/`.
+    A server cannot tell `%2F` from `/`, so no id in a path can end with one."""
+
+    @app.before_request
+    def strip() -> WerkzeugResponse | None:
+        path = request.path
+        if len(path) < 2 or not path.endswith("/"):
+            return None
+        target = quote(path.rstrip("/") or "/", safe="/:@!$'()*+,;~")
+        query = request.query_string.decode("latin-1")  # still percent-encoded
+        return redirect(target + (f"?{query}" if query else ""), 308)
 
 
 def _update_outbox_gauges(uow_factory: UnitOfWorkFactory) -> None:

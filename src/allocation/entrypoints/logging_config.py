@@ -87,6 +87,14 @@ def configure(level: str, log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name, quiet_level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(quiet_level, root.level))
+
+
+# Libraries that narrate their routine work at INFO: Alembic describes its plugins
+# and its migration context whenever the schema's revision is read (every /ready).
+# `allocation migrate` turns the migration's own lines back on.
+QUIET_LOGGERS = {"alembic": logging.WARNING}
 
 
 def server_logconfig(level: str, log_format: str) -> dict[str, Any]:
@@ -113,6 +121,10 @@ def server_logconfig(level: str, log_format: str) -> dict[str, Any]:
             "_granian": {"level": level, "handlers": [], "propagate": True},
             # Our own request log line carries the request id; the server's is off.
             "granian.access": {"level": "WARNING", "handlers": [], "propagate": True},
+            **{
+                name: {"level": logging.getLevelName(quiet), "handlers": [], "propagate": True}
+                for name, quiet in QUIET_LOGGERS.items()
+            },
         },
     }
 

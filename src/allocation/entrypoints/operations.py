@@ -62,11 +62,19 @@ class Operation:
 
 
 _BAD_QTY = schemas.InvalidInput("qty: Input should be greater than 0")
-_NAME = TypeAdapter(schemas.Name).json_schema()
+_NAME = schemas.path_id.json_schema()
 _TOO_LONG = schemas.InvalidInput("orderid: String should have at most 255 characters")
-_ORDERID = Parameter(_NAME, "The order id, percent-encoded (`/` as `%2F`).", "order-1")
+_ORDERID = Parameter(
+    _NAME,
+    "The order id, percent-encoded (`/` as `%2F`). A path's trailing `/` is dropped"
+    " (308 to the path without it), so an id here cannot end with `/`.",
+    "order-1",
+)
 _SKU_TOO_LONG = schemas.InvalidInput("sku: String should have at most 255 characters")
 _SKU = Parameter(_NAME, "The SKU, percent-encoded.", "SMALL-TABLE")
+_SKU_SEGMENT = Parameter(
+    schemas.segment.json_schema(), "The SKU: the last path segment.", "SMALL-TABLE"
+)
 _QTY = Parameter(
     TypeAdapter(schemas.PositiveQuantity).json_schema(),
     "Also answer whether N units could be allocated now, and when they would come.",
@@ -75,7 +83,12 @@ _QTY = Parameter(
     required=False,
 )
 _SKUS = Parameter(
-    {"type": "array", "items": _NAME, "minItems": 1, "maxItems": schemas.MAX_SKUS},
+    {
+        "type": "array",
+        "items": TypeAdapter(schemas.Name).json_schema(),
+        "minItems": 1,
+        "maxItems": schemas.MAX_SKUS,
+    },
     f"The SKUs, as `?sku=A&sku=B` (1 to {schemas.MAX_SKUS}).",
     ["SMALL-TABLE", "BLUE-VASE"],
     location="query",
@@ -105,7 +118,7 @@ _ORDER_OPERATIONS: tuple[Operation, ...] = (
             " cannot be named here: cancel its order)."
         ),
         refusals=(_TOO_LONG, exceptions.UnknownLine("order-1", "SMALL-TABLE")),
-        parameters={"orderid": _ORDERID, "sku": _SKU},
+        parameters={"orderid": _ORDERID, "sku": _SKU_SEGMENT},
         writes=True,
     ),
     Operation(
@@ -325,6 +338,16 @@ OPERATIONS: tuple[Operation, ...] = (
                 503,
                 "Not ready; `checks` says which dependency is not fine.",
                 responses.Readiness,
+                {
+                    "status": "unavailable",
+                    "checks": {
+                        "database": "ok",
+                        "redis": "unreachable: ConnectionError",
+                        "migrations": "the database schema is not migrated (at revision 0005,"
+                        " this code needs 0006, at postgresql+psycopg2://allocation:***@db/"
+                        "allocation): run `allocation migrate`",
+                    },
+                },
             ),
         ),
     ),
@@ -343,6 +366,21 @@ OPERATIONS: tuple[Operation, ...] = (
         "docs",
         "This OpenAPI description",
         (Answer(200, "The OpenAPI document."),),
+    ),
+    Operation(
+        "get",
+        "/",
+        "home",
+        "docs",
+        "The API's home: a redirect to its docs page",
+        (
+            Answer(
+                302,
+                "To `/docs`.",
+                media=None,
+                headers={"Location": "`/docs`, the docs page."},
+            ),
+        ),
     ),
     Operation(
         "get",

@@ -36,7 +36,8 @@ def run(
 ) -> None:
     """Relays until stop is set; a batch in hand is finished before stopping."""
     next_prune = time.monotonic()
-    logger.info("relaying the outbox")
+    where = "Redis" if publisher.delivery == "published" else "the log (REDIS_URL not set)"
+    logger.info("relaying the outbox to %s", where)
     while not stop.is_set():
         try:
             sent = _retrying(stop)(_relay_batch, uow_factory, publisher, settings.relay_batch_size)
@@ -82,10 +83,10 @@ def _relay_batch(
     message_ids = relay.relay_pending(uow_factory(), publisher, batch_size)
     for message_id in message_ids:
         with log_context.bound(message_id=message_id):
-            logger.debug("published")
+            logger.debug(publisher.delivery)
     if message_ids:
         shown = ", ".join(message_ids[:3]) + (", …" if len(message_ids) > 3 else "")
-        logger.info("published %d message(s): %s", len(message_ids), shown)
+        logger.info("%s %d message(s): %s", publisher.delivery, len(message_ids), shown)
     return message_ids
 
 

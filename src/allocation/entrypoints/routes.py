@@ -44,7 +44,8 @@ def _writes(app: Flask, service: bootstrap.Api, limit: int) -> None:
 
     @app.delete("/allocations/<path:orderid>/<sku>")
     def cancel_line(orderid: str, sku: str) -> tuple[Response, int]:
-        orderid, sku = schemas.parse_orderid(orderid), schemas.parse_name(sku, "sku")
+        orderid = schemas.parse_orderid(orderid)
+        sku = schemas.parse_name(sku, "sku", schemas.segment)
         release: Release = bus.handle(commands.CancelLine(orderid, sku))
         return jsonify(_released(release)), 200
 

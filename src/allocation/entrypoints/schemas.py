@@ -17,6 +17,22 @@ Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$"),
 ]
+# An id in a URL path. The server cannot tell `%2F` from `/`, and a path's trailing
+# `/` is dropped (flask_app), so such an id cannot end with `/`; a SKU that shares
+# its path with an order id (DELETE /allocations/<orderid>/<sku>) holds none.
+_NO_CONTROLS = r"\x00-\x1f\x7f"
+PathName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=rf"^[^{_NO_CONTROLS}]*[^{_NO_CONTROLS}/]$",
+    ),
+]
+SegmentName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=rf"^[^{_NO_CONTROLS}/]+$"),
+]
 PositiveQuantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
 Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
 
@@ -89,7 +105,9 @@ class ChangeBatchQuantityMessage(_Strict):
 
 Model = TypeVar("Model", bound=BaseModel)
 
-_order_id = TypeAdapter(Name)
+_name = TypeAdapter(Name)
+path_id = TypeAdapter(PathName)
+segment = TypeAdapter(SegmentName)
 
 
 def parse(schema: type[Model], raw: bytes | str) -> Model:
@@ -114,13 +132,13 @@ def parse_change_batch_quantity(
 
 
 def parse_orderid(raw: str) -> str:
-    return parse_name(raw, "orderid")
+    return parse_name(raw, "orderid", path_id)
 
 
-def parse_name(raw: str, field: str) -> str:
-    """An id from a path or query (an order id, a SKU), or InvalidInput naming ``field``."""
+def parse_name(raw: str, field: str, kind: TypeAdapter[str] = path_id) -> str:
+    """An id from a path (by default) or a query, or InvalidInput naming ``field``."""
     try:
-        return _order_id.validate_python(raw)
+        return kind.validate_python(raw)
     except ValidationError as error:
         raise InvalidInput(describe(error, field=field)) from None
 
@@ -143,7 +161,7 @@ def parse_skus(raw: list[str]) -> list[str]:
     """The SKUs of a query (``?sku=A&sku=B``): 1 to MAX_SKUS of them, each a valid name."""
     if not 1 <= len(raw) <= MAX_SKUS:
         raise InvalidInput(f"sku: give between 1 and {MAX_SKUS} (got {len(raw)})")
-    return [parse_name(sku, "sku") for sku in raw]
+    return [parse_name(sku, "sku", _name) for sku in raw]
 
 
 def describe(error: ValidationError, field: str = "") -> str:
@@ -152,7 +170,7 @@ def describe(error: ValidationError, field: str = "") -> str:
         where = ".".join(str(part) for part in detail["loc"]) or field
         message = detail["msg"]
         if detail["type"] == "string_pattern_mismatch":
-            message = "String should not contain control characters"
+            message = _pattern_problem(str(detail["input"]))
         if detail["type"] == "json_invalid":
             where, message = (
                 "",
@@ -162,3 +180,9 @@ def describe(error: ValidationError, field: str = "") -> str:
             message = "Body should be a JSON object"
         problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
+
+
+def _pattern_problem(given: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in given):
+        return "String should not contain control characters"
+    return "String should not contain `/` here"

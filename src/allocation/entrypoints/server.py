@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import multiprocessing
 import os
 import shutil
@@ -26,9 +27,14 @@ from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server import Server
+from sqlalchemy.engine import make_url
 
+from allocation import bootstrap
 from allocation.config import Settings
+from allocation.domain.exceptions import DatabaseUnavailable
 from allocation.entrypoints import logging_config
+
+logger = logging.getLogger(__name__)
 
 # Measured on 2 cores (bench/README.md): single-threaded workers, two per CPU,
 # answer reads fastest; threads in a worker share its GIL, and four threads per
@@ -89,12 +95,36 @@ def serve(
         # `ps` shows "allocation api" and "allocation api worker-N".
         process_name=PROCESS_NAME,
     )
+    if app_factory is None:
+        announce(settings, host, port)
     try:
         loader = functools.partial(_worker_app, app_factory or _service_app, settings)
         server.serve(target_loader=loader)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def announce(settings: Settings, host: str, port: int) -> None:
+    """One line at start: where the API listens, its docs, the database (no password)
+    and Redis; and a warning when the database's schema is behind the code."""
+    url = f"http://{host}:{port}"
+    redis = (
+        "not configured: events are logged, not published"
+        if settings.redis_url is None
+        else make_url(settings.redis_url).render_as_string(hide_password=True)
+    )
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    logger.info(
+        "serving the API at %s (docs: %s/docs); database %s; Redis %s", url, url, database, redis
+    )
+    try:
+        problem = bootstrap.schema_problem(settings)
+    except DatabaseUnavailable as error:
+        logger.warning("%s (%s); serving anyway: /ready says when it is back", error, error.detail)
+        return
+    if problem is not None:
+        logger.warning("%s; serving anyway: /ready says 503 until then", problem.explained)
 
 
 def _worker_app(factory: AppFactory, settings: Settings, _target: str) -> Flask:

@@ -253,6 +253,10 @@ class AbstractDeadLetters(abc.ABC):
 class AbstractPublisher(abc.ABC):
     """Sends an event to the outside world on a named channel."""
 
+    # What sending does here, in the past tense, for the log: "published", or
+    # "logged" by a publisher that only writes events to the log.
+    delivery = "published"
+
     @abc.abstractmethod
     def publish(self, channel: str, payload: Mapping[str, Any]) -> None: ...
 
