@@ -1,9 +1,12 @@
 # Image for the "allocation" service.
 #
 # One image serves every role; the command picks the role:
-#   allocation api --host 0.0.0.0 --port 5005   (default: Flask app under gunicorn)
+#   allocation api --host 0.0.0.0 --port 5005   (default: the Flask app under granian)
 #   allocation consumer                         (Redis event consumer)
+#   allocation relay                            (publishes the outbox to Redis)
 #   allocation migrate                          (create / upgrade the database schema)
+#
+# docker-compose.yml runs all of them: `docker compose up --build`.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \

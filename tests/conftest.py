@@ -14,17 +14,8 @@ from allocation.service_layer.messagebus import MessageBus
 from tests.fakes import FakeNotifications, FakeReadModel, FakeStore, FakeUnitOfWork
 from tests.servers import PostgresServer, RedisServer
 
-_SERVICE_VARIABLES = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "LOG_LEVEL",
-    "MAX_REQUEST_BYTES",
-    "COMMIT_ATTEMPTS",
-    "ALERTS_FROM",
-    "ALERTS_TO",
-)
+# Every variable the service reads, from the settings themselves: none can be missed.
+_SERVICE_VARIABLES = tuple(str(f.validation_alias) for f in Settings.model_fields.values())
 
 # Captured before the autouse fixture below clears them: point the suite at
 # running servers with DATABASE_URL / REDIS_URL instead of throwaway ones.

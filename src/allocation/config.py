@@ -10,13 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///allocation.sqlite3"
 # Never echoed in an error: they may hold a password.
-SECRETS = ("DATABASE_URL", "REDIS_URL", "API_TOKEN")
+SECRETS = ("DATABASE_URL", "DATABASE_PASSWORD", "REDIS_URL", "API_TOKEN")
+# Taken as given, not stripped: a password's spaces may be part of it.
+VERBATIM = ("DATABASE_PASSWORD",)
 DATABASES = ("sqlite", "postgresql")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -31,7 +40,14 @@ Count = Annotated[int, Field(ge=1)]
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    # Declared before database_url, whose validator puts it in the URL (pydantic
+    # validates fields in this order): any characters, no URL-encoding needed.
+    database_password: str | None = Field(
+        default=None, validation_alias="DATABASE_PASSWORD", repr=False
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", repr=False
+    )
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     smtp_host: str | None = Field(default=None, validation_alias="SMTP_HOST")
     smtp_port: Count = Field(default=25, validation_alias="SMTP_PORT")
@@ -58,9 +74,15 @@ class Settings(BaseModel):
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """The settings the environment sets; unset and blank variables keep the default."""
         variables = {field.validation_alias for field in cls.model_fields.values()}
-        given = {name: value.strip() for name, value in environ.items() if name in variables}
+        given = {
+            name: value if name in VERBATIM else value.strip()
+            for name, value in environ.items()
+            if name in variables
+        }
         try:
-            return cls.model_validate({name: value for name, value in given.items() if value})
+            return cls.model_validate(
+                {name: value for name, value in given.items() if value.strip()}
+            )
         except ValidationError as error:
             raise ConfigError(_describe(error)) from None
 
@@ -84,16 +106,23 @@ class Settings(BaseModel):
 
     @field_validator("database_url")
     @classmethod
-    def _database(cls, value: str) -> str:
+    def _database(cls, value: str, info: ValidationInfo) -> str:
+        """A supported database's URL; with DATABASE_PASSWORD, if set, as its password
+        (so that every engine gets it: `database_url` is the URL to connect to)."""
         try:
-            backend = make_url(value).get_backend_name()
+            url = make_url(value)
         except ArgumentError:
             raise ValueError(
                 "not a database URL, e.g. postgresql+psycopg2://user:pw@host/db"
             ) from None
+        backend = url.get_backend_name()
         if backend not in DATABASES:
             raise ValueError(f"{backend!r} is not one of {', '.join(DATABASES)}")
-        return value
+        password = info.data.get("database_password")
+        if password is None:
+            return value
+        # Rendering percent-encodes the password; make_url decodes it back exactly.
+        return url.set(password=password).render_as_string(hide_password=False)
 
     @field_validator("redis_url")
     @classmethod

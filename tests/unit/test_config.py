@@ -1,5 +1,6 @@
 import pytest
 
+from allocation import bootstrap
 from allocation.config import DEFAULT_DATABASE_URL, ConfigError, Settings
 
 
@@ -68,3 +69,35 @@ def test_blank_values_keep_the_default_and_case_is_forgiven() -> None:
     )
     assert (settings.log_level, settings.log_format, settings.smtp_host) == ("DEBUG", "json", None)
     assert settings.relay_poll_seconds == 0.25
+
+
+@pytest.mark.parametrize("password", ["p@ss/w:rd%", "%40%2F", "a b+c#d?e&f=g", " spaced "])
+def test_database_password_becomes_the_engine_urls_password(password: str) -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+psycopg2://app:old@db:5432/stock",
+            "DATABASE_PASSWORD": password,
+        }
+    )
+    engine = bootstrap.make_engine(settings)
+    try:
+        url = engine.url
+        assert (url.username, url.password, url.host, url.port) == ("app", password, "db", 5432)
+        assert url.database == "stock"
+    finally:
+        engine.dispose()
+
+
+def test_without_database_password_the_url_is_kept() -> None:
+    url = "postgresql+psycopg2://app:p%40ss@db/stock"
+    assert Settings.from_env({"DATABASE_URL": url, "DATABASE_PASSWORD": " "}).database_url == url
+
+
+def test_the_database_password_is_never_shown() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"DATABASE_URL": "oracle://admin@db/x", "DATABASE_PASSWORD": "hunter2"})
+    assert "hunter2" not in str(raised.value)
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://admin@db/x", "DATABASE_PASSWORD": "hunter2"}
+    )
+    assert "hunter2" not in repr(settings)
