@@ -6,14 +6,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench install system-deps lint typecheck unit integration e2e clean
 
-# The relay runs beside the API (it logs events when REDIS_URL is unset); the
-# consumer too when REDIS_URL is set. Ctrl-C stops all of them.
-run: install  ## Migrate and serve the API on http://localhost:5005 (SQLite unless DATABASE_URL is set)
+# `allocation run` supervises the API, the relay (it logs events when REDIS_URL is
+# unset) and, with REDIS_URL, the consumer: if one exits, it stops the others and
+# fails; Ctrl-C or SIGTERM (to make or to it) stops all of them. exec: make's
+# child is the supervisor itself, so make's SIGTERM reaches it.
+run: install  ## Migrate, then serve the API on http://localhost:5005 (HOST, PORT) beside the relay (SQLite unless DATABASE_URL is set)
 	$(BIN)/allocation migrate
-	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/allocation relay & \
-	if [ -n "$$REDIS_URL" ]; then $(BIN)/allocation consumer & fi; \
-	$(BIN)/allocation api --host $${HOST:-127.0.0.1} --port $${PORT:-5005}
+	exec $(BIN)/allocation run --host $${HOST:-127.0.0.1} --port $${PORT:-5005}
 
 test: install system-deps lint typecheck  ## Lint, types, then unit, integration and end-to-end tests
 	$(BIN)/pytest

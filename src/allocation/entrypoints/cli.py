@@ -18,7 +18,7 @@ import click
 from allocation import __version__, bootstrap
 from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable
-from allocation.entrypoints import logging_config, redis_consumer, schemas, server
+from allocation.entrypoints import logging_config, redis_consumer, schemas, server, supervisor
 from allocation.entrypoints import relay as relay_process
 from allocation.service_layer import dead_letters, read_model
 from allocation.service_layer import relay as outbox_relay
@@ -106,6 +106,20 @@ def migrate() -> None:
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API with granian."""
     server.serve(_settings(), host, port, workers, threads)
+
+
+@main.command(short_help="Run the API, the relay and (with REDIS_URL) the consumer.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5005, show_default=True, type=click.IntRange(1, 65535))
+def run(host: str, port: int) -> None:
+    """Run the API, the relay and, when REDIS_URL is set, the consumer, as one unit
+    (run `allocation migrate` first). When any of them exits, the others are stopped
+    and the exit status is its own (1 if it was 0); SIGTERM, SIGINT or SIGHUP stop
+    them all (SIGKILL after a few seconds) and the exit status is 0."""
+
+    settings = _settings()
+    programs = supervisor.service_programs(host, port, settings.redis_url is not None)
+    raise SystemExit(supervisor.supervise(programs))
 
 
 _metrics_port = click.option(
