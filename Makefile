@@ -1,16 +1,30 @@
-# The two commands a newcomer needs: `make run` and `make test`.
+# The two commands a newcomer needs: `make run` and `make test` (`make help` lists all).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench install system-deps lint typecheck unit integration e2e clean
+.PHONY: help run test bench install install-runtime system-deps lint typecheck unit integration e2e clean
+.DEFAULT_GOAL := help
+
+help:  ## List the targets and the variables they read
+	@echo "Targets:"
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo "Variables:"
+	@echo "  HOST, PORT       where make run serves the API (127.0.0.1, 5005)"
+	@echo "  DATABASE_URL     the database (make run: SQLite in ./allocation.sqlite3;"
+	@echo "                   make test: a throwaway PostgreSQL unless set)"
+	@echo "  REDIS_URL        Redis (make run: unset, events are logged; with it the"
+	@echo "                   consumer runs too; make test: a throwaway Redis unless set)"
+	@echo "  BENCH_ARGS       options for make bench, e.g. BENCH_ARGS=--quick"
+	@echo "  VENV, PYTHON     the virtualenv (.venv) and the Python that makes it (python3)"
+	@echo "Every setting the service reads is in README.md, Configuration."
 
 # `allocation run` supervises the API, the relay (it logs events when REDIS_URL is
 # unset) and, with REDIS_URL, the consumer: if one exits, it stops the others and
 # fails; Ctrl-C or SIGTERM (to make or to it) stops all of them. exec: make's
 # child is the supervisor itself, so make's SIGTERM reaches it.
-run: install  ## Migrate, then serve the API on http://localhost:5005 (HOST, PORT) beside the relay (SQLite unless DATABASE_URL is set)
+run: install-runtime  ## Migrate, then serve the API on http://$HOST:$PORT with the relay (and the consumer with REDIS_URL)
 	$(BIN)/allocation migrate
 	exec $(BIN)/allocation run --host $${HOST:-127.0.0.1} --port $${PORT:-5005}
 
@@ -25,16 +39,22 @@ bench: install system-deps  ## Benchmark the shipped stack on throwaway servers 
 		$(BIN)/pip install --quiet -r bench/requirements.txt; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-install: $(VENV)/.installed
+# make run needs only what the service runs on; make test adds the tests' toolchain.
+install-runtime: $(VENV)/.runtime  ## Create .venv with the service and its runtime dependencies
 
-$(VENV)/.installed: setup.py requirements.txt requirements-dev.txt
+$(VENV)/.runtime: setup.py requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
+	$(BIN)/pip install --quiet -r requirements.txt -e .
+	touch $@
+
+install: $(VENV)/.installed  ## install-runtime, and the tests' toolchain (requirements-dev.txt)
+
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 # The tests start their own PostgreSQL and Redis servers from these binaries.
-system-deps:
+system-deps:  ## Install redis-server and PostgreSQL with apt-get when missing (for the tests)
 	@if ! command -v redis-server >/dev/null 2>&1 || { ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; }; then \
 		echo "installing redis-server and postgresql with apt-get"; \
 		$(SUDO) apt-get update -qq && \
@@ -42,22 +62,22 @@ system-deps:
 	fi
 
 # ruff for style and bugs; import-linter keeps the layers pointing down.
-lint: install
+lint: install  ## ruff (style, bugs, format) and import-linter (layers point down)
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/lint-imports
 
-typecheck: install
+typecheck: install  ## mypy, strict
 	$(BIN)/mypy
 
-unit: install
+unit: install  ## The unit tests only (fakes, no servers)
 	$(BIN)/pytest tests/unit
 
-integration: install system-deps
+integration: install system-deps  ## The adapters against real SQLite, PostgreSQL and SMTP
 	$(BIN)/pytest tests/integration
 
-e2e: install system-deps
+e2e: install system-deps  ## The real processes on PostgreSQL and Redis
 	$(BIN)/pytest tests/e2e
 
-clean:
+clean:  ## Remove .venv, caches and the make run database
 	rm -rf $(VENV) *.egg-info src/*.egg-info .pytest_cache .mypy_cache allocation.sqlite3*

@@ -2,7 +2,7 @@
 
 make runs in a session of its own, so every process it starts, however deep,
 is found by the session id (make's pid) and, should a test fail, killed.
-The venv is this test run's and is not reinstalled (``-o install``): the
+The venv is this test run's and is not reinstalled (``-o install-runtime``): the
 subject is the `run` recipe, not the install.
 """
 
@@ -58,7 +58,7 @@ class MakeRun:
             env["REDIS_URL"] = redis_url
         with open(self.log, "wb") as output:
             self.process = subprocess.Popen(
-                ["make", "--no-print-directory", "-o", "install", f"VENV={VENV}", "run"],
+                ["make", "--no-print-directory", "-o", "install-runtime", f"VENV={VENV}", "run"],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
