@@ -17,7 +17,7 @@ import click
 
 from allocation import __version__, bootstrap
 from allocation.config import ConfigError, Settings
-from allocation.domain.exceptions import InfrastructureUnavailable
+from allocation.domain.exceptions import InfrastructureUnavailable, SchemaNotMigrated
 from allocation.entrypoints import logging_config, redis_consumer, schemas, server, supervisor
 from allocation.entrypoints import relay as relay_process
 from allocation.service_layer import dead_letters, read_model
@@ -45,6 +45,14 @@ def _settings() -> Settings:
     return settings
 
 
+def _migrated_settings() -> Settings:
+    """The settings, once the database they name is known to be migrated: a command
+    never works on (or creates) a database whose schema is not this code's."""
+    settings = _settings()
+    bootstrap.require_migrated(settings)
+    return settings
+
+
 def _one_line_errors(command: F) -> F:
     """An unreachable database or Redis is one clear line and exit status 1, not a traceback."""
 
@@ -52,6 +60,8 @@ def _one_line_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except SchemaNotMigrated as error:
+            raise click.ClickException(error.explained) from None
         except InfrastructureUnavailable as error:
             detail = str(getattr(error, "detail", "")).strip().splitlines()
             raise click.ClickException(f"{error} ({detail[0]})" if detail else str(error)) from None
@@ -77,18 +87,31 @@ def main() -> None:
     """Stock allocation service. Configured by environment variables (see README)."""
 
 
-@main.command()
+@main.command(short_help="Create or upgrade the database schema.")
 @_one_line_errors
 def migrate() -> None:
     """Create or upgrade the database schema (safe to run twice)."""
 
-    bootstrap.migrate(_settings())
+    settings = _settings()
+    # Each revision applied is worth a line here (elsewhere Alembic is kept quiet).
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    migration_log.setLevel(logging.INFO)
+    try:
+        bootstrap.migrate(settings)
+    finally:
+        migration_log.setLevel(logging.NOTSET)
     click.echo("database schema is up to date")
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=5005, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=5005,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--workers",
     default=lambda: server.default_workers(),
@@ -110,7 +133,13 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 @main.command(short_help="Run the API, the relay and (with REDIS_URL) the consumer.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=5005, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=5005,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
 def run(host: str, port: int) -> None:
     """Run the API, the relay and, when REDIS_URL is set, the consumer, as one unit
     (run `allocation migrate` first). When any of them exits, the others are stopped
@@ -139,10 +168,11 @@ def _serve_metrics(port: int | None) -> None:
 
 @main.command(short_help="Apply change_batch_quantity messages from Redis.")
 @_metrics_port
+@_one_line_errors
 def consumer(metrics_port: int | None) -> None:
     """Apply change_batch_quantity messages from Redis (channel and stream; needs REDIS_URL)."""
 
-    settings = _settings()
+    settings = _migrated_settings()
     _serve_metrics(metrics_port)
     if settings.redis_url is None:
         raise click.UsageError(
@@ -155,10 +185,11 @@ def consumer(metrics_port: int | None) -> None:
 
 @main.command(short_help="Publish the outbox to Redis.")
 @_metrics_port
+@_one_line_errors
 def relay(metrics_port: int | None) -> None:
     """Publish committed events from the outbox to Redis (logs them without REDIS_URL)."""
 
-    settings = _settings()
+    settings = _migrated_settings()
     _serve_metrics(metrics_port)
     stop = _stop_on_signals()
     uow_factory, wakeup = bootstrap.relay_parts(settings, stop)
@@ -172,7 +203,7 @@ def relay(metrics_port: int | None) -> None:
 def outbox(as_json: bool) -> None:
     """Show the outbox backlog: unsent messages and the age of the oldest."""
 
-    backlog = outbox_relay.backlog(bootstrap.uow_factory(_settings())())
+    backlog = outbox_relay.backlog(bootstrap.uow_factory(_migrated_settings())())
     age = None if backlog.oldest is None else (datetime.now(UTC) - backlog.oldest).total_seconds()
     if as_json:
         click.echo(json.dumps({"unsent": backlog.unsent, "oldest_age_seconds": age}))
@@ -194,7 +225,9 @@ def dead_letters_group() -> None:
 def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
     """List dead letters, oldest first."""
 
-    letters = dead_letters.listing(bootstrap.uow_factory(_settings())(), include_redriven)
+    letters = dead_letters.listing(bootstrap.uow_factory(_migrated_settings())(), include_redriven)
+    if not letters and not as_json:
+        click.echo("no dead letters" + ("" if include_redriven else " (--all: re-driven ones too)"))
     for letter in letters:
         if as_json:
             click.echo(
@@ -219,13 +252,15 @@ def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
             )
 
 
-@dead_letters_group.command("redrive")
+@dead_letters_group.command("redrive", short_help="Apply a dead letter again.")
 @click.argument("letter_id", type=int)
 @_one_line_errors
 def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
 
-    inbox = bootstrap.inbox(_settings(), schemas.parse_change_batch_quantity, threading.Event())
+    inbox = bootstrap.inbox(
+        _migrated_settings(), schemas.parse_change_batch_quantity, threading.Event()
+    )
     try:
         outcome = inbox.redrive(letter_id)
     except Rejected as error:
@@ -244,6 +279,6 @@ def rebuild_views() -> None:
     """Rebuild allocations_view and availability_view from the batches, allocations
     and backorders, in one transaction, and report what was corrected."""
 
-    report = read_model.rebuild_views(bootstrap.uow_factory(_settings())())
+    report = read_model.rebuild_views(bootstrap.uow_factory(_migrated_settings())())
     click.echo(f"allocations_view: {report.allocations}")
     click.echo(f"availability_view: {report.availability}")
