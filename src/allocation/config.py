@@ -35,6 +35,11 @@ class ConfigError(ValueError):
 
 
 Count = Annotated[int, Field(ge=1)]
+# One address (an e-mail header takes what it is given: no spaces, commas or newlines).
+Address = Annotated[str, Field(pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+$")]
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-\[\]:]+$", max_length=255)]
+# A name in a Redis consumer group and in the logs: printable, no spaces.
+ConsumerName = Annotated[str, Field(pattern=r"^[!-~]+$", max_length=200)]
 
 
 class Settings(BaseModel):
@@ -49,10 +54,10 @@ class Settings(BaseModel):
         default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", repr=False
     )
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
-    smtp_host: str | None = Field(default=None, validation_alias="SMTP_HOST")
+    smtp_host: HostName | None = Field(default=None, validation_alias="SMTP_HOST")
     smtp_port: Count = Field(default=25, validation_alias="SMTP_PORT")
-    alerts_from: str = Field(default="allocation@localhost", validation_alias="ALERTS_FROM")
-    alerts_to: str = Field(default="stock@localhost", validation_alias="ALERTS_TO")
+    alerts_from: Address = Field(default="allocation@localhost", validation_alias="ALERTS_FROM")
+    alerts_to: Address = Field(default="stock@localhost", validation_alias="ALERTS_TO")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", validation_alias="LOG_LEVEL"
     )
@@ -66,7 +71,7 @@ class Settings(BaseModel):
     relay_poll_ms: Count = Field(default=1000, validation_alias="RELAY_POLL_MS")
     relay_linger_ms: int = Field(default=20, validation_alias="RELAY_LINGER_MS", ge=0)
     outbox_retention_hours: Count = Field(default=168, validation_alias="OUTBOX_RETENTION_HOURS")
-    consumer_name: str | None = Field(default=None, validation_alias="CONSUMER_NAME")
+    consumer_name: ConsumerName | None = Field(default=None, validation_alias="CONSUMER_NAME")
     consumer_max_attempts: Count = Field(default=5, validation_alias="CONSUMER_MAX_ATTEMPTS")
     consumer_claim_idle_ms: Count = Field(default=30_000, validation_alias="CONSUMER_CLAIM_IDLE_MS")
 
@@ -111,7 +116,7 @@ class Settings(BaseModel):
         (so that every engine gets it: `database_url` is the URL to connect to)."""
         try:
             url = make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # not a URL; a port that is not a number
             raise ValueError(
                 "not a database URL, e.g. postgresql+psycopg2://user:pw@host/db"
             ) from None
@@ -142,6 +147,16 @@ def _describe(error: ValidationError) -> str:
         message = str(detail["msg"]).removeprefix("Value error, ")
         if detail["type"] in ("int_parsing", "int_from_float"):
             message = "must be a whole number"
+        if detail["type"] == "string_pattern_mismatch":
+            message = _PATTERN_PROBLEMS.get(name, message)
         shown = "" if name in SECRETS else f" (got {given!r})"
         problems.append(f"{name}: {message}{shown}")
     return "; ".join(problems)
+
+
+_PATTERN_PROBLEMS = {
+    "ALERTS_FROM": "not one e-mail address, e.g. stock@example.com",
+    "ALERTS_TO": "not one e-mail address, e.g. stock@example.com",
+    "SMTP_HOST": "not a host name or address, e.g. mail.example.com",
+    "CONSUMER_NAME": "must be printable ASCII with no spaces",
+}

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from allocation.adapters import orm
 from allocation.entrypoints.cli import main
+from tests.unit.test_config import MALFORMED
 
 # click cuts a command's summary in its group's listing at this many characters.
 SUMMARY_LIMIT = 45
@@ -75,3 +76,12 @@ def test_an_empty_list_says_so(elsewhere: Path) -> None:
     assert (listed.exit_code, listed.output) == (0, "no dead letters (--all: re-driven ones too)\n")
     assert runner.invoke(main, ["dead-letters", "list", "--all"]).output == "no dead letters\n"
     assert runner.invoke(main, ["dead-letters", "list", "--json"]).output == ""
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_a_malformed_setting_is_one_line_and_exit_2(name: str, elsewhere: Path) -> None:
+    value, problem = MALFORMED[name]
+    result = CliRunner().invoke(main, ["outbox"], env={name: value})
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {name}: ") and problem in result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output

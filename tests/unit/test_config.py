@@ -101,3 +101,46 @@ def test_the_database_password_is_never_shown() -> None:
         {"DATABASE_URL": "postgresql://admin@db/x", "DATABASE_PASSWORD": "hunter2"}
     )
     assert "hunter2" not in repr(settings)
+
+
+# Every variable, and a malformed value of it (or why none exists).
+MALFORMED = {
+    "DATABASE_URL": ("postgresql://u@h:notaport/db", "not a database URL"),
+    "REDIS_URL": ("foo://bar", "not a Redis URL"),
+    "SMTP_HOST": ("mail example.com", "not a host name"),
+    "SMTP_PORT": ("25.5", "must be a whole number"),
+    "ALERTS_FROM": ("ops@example.com\nBcc: x@evil", "not one e-mail address"),
+    "ALERTS_TO": ("a@example.com, b@example.com", "not one e-mail address"),
+    "LOG_LEVEL": ("LOUD", "Input should be 'DEBUG'"),
+    "LOG_FORMAT": ("xml", "Input should be 'text' or 'json'"),
+    "MAX_REQUEST_BYTES": ("0", "greater than or equal to 1"),
+    "COMMIT_ATTEMPTS": ("many", "must be a whole number"),
+    "STATEMENT_TIMEOUT_MS": ("-5", "greater than or equal to 0"),
+    "STREAM_MAXLEN": ("1e5", "must be a whole number"),
+    "RELAY_BATCH_SIZE": ("0", "greater than or equal to 1"),
+    "RELAY_POLL_MS": ("soon", "must be a whole number"),
+    "RELAY_LINGER_MS": ("-1", "greater than or equal to 0"),
+    "OUTBOX_RETENTION_HOURS": ("a week", "must be a whole number"),
+    "CONSUMER_NAME": ("my consumer", "printable ASCII with no spaces"),
+    "CONSUMER_MAX_ATTEMPTS": ("0", "greater than or equal to 1"),
+    "CONSUMER_CLAIM_IDLE_MS": ("30s", "must be a whole number"),
+}
+# Any non-blank value is a good one: a secret is whatever it is.
+ANY_VALUE = {"API_TOKEN", "DATABASE_PASSWORD"}
+
+
+def test_every_variable_has_a_malformed_case() -> None:
+    variables = {str(field.validation_alias) for field in Settings.model_fields.values()}
+    assert set(MALFORMED) | ANY_VALUE == variables
+
+
+@pytest.mark.parametrize(("name", "case"), MALFORMED.items())
+def test_each_malformed_variable_is_named_with_its_problem(
+    name: str, case: tuple[str, str]
+) -> None:
+    value, problem = case
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: value})
+    assert str(raised.value).startswith(f"{name}: ")
+    assert problem in str(raised.value)
+    assert "\n" not in str(raised.value)

@@ -5,6 +5,7 @@ Used by the Unit of Work at commit; ``queries.py`` reads them.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import date
 from typing import Any
@@ -77,8 +78,10 @@ def encode_slots(slots: tuple[Slot, ...]) -> str:
     return json.dumps([[s.eta.isoformat() if s.eta else None, s.available] for s in slots])
 
 
+@functools.lru_cache(maxsize=4096)
 def decode(sku: str, version: int, backordered: int, slots: str) -> Availability:
-    """An availability row as the domain's value."""
+    """An availability row as the domain's value. A row is decoded once: the value is
+    immutable, and a SKU's row changes only with its version."""
     decoded = tuple(
         Slot(date.fromisoformat(eta) if eta else None, int(units))
         for eta, units in json.loads(slots)

@@ -7,11 +7,13 @@ Paths take ids as the path converter gives them: an order id may hold a `/`. In
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.http import parse_etags, quote_etag, unquote_etag
 
 from allocation import bootstrap, views
 from allocation.domain import commands
@@ -82,9 +84,7 @@ def _reads(app: Flask, service: bootstrap.Api) -> None:
         result = views.allocations(orderid, read_model)
         if not result:
             raise errors.NoAllocations(orderid)
-        # What jsonify sends, without its per-call lookups: this is the hottest route.
-        body = json.dumps(result, separators=(",", ":")) + "\n"
-        return Response(body, mimetype="application/json"), 200
+        return _json(result), 200
 
     @app.get("/orders/<path:orderid>")
     def order(orderid: str) -> tuple[Response, int]:
@@ -117,24 +117,47 @@ def _availability(app: Flask, service: bootstrap.Api) -> None:
         found = views.availability([sku], read_model)
         if not found:
             raise errors.UnknownSku(sku)
-        response = jsonify(_shown(found[0], qty))
-        response.set_etag(f"v{found[0].version}")
-        response.make_conditional(request)
-        return response
+        etag = quote_etag(f"v{found[0].version}")
+        if _not_modified(etag):
+            return Response(status=304, headers={"ETag": etag})
+        answer = _answer(found[0], qty)
+        return Response(answer, headers={"ETag": etag}, mimetype="application/json")
 
     @app.get("/availability")
     def availabilities() -> tuple[Response, int]:
         skus = schemas.parse_skus(request.args.getlist("sku"))
         qty = _asked_quantity()
-        return jsonify([_shown(a, qty) for a in views.availability(skus, read_model)]), 200
+        answers = [_answer(a, qty).rstrip("\n") for a in views.availability(skus, read_model)]
+        return Response(f"[{','.join(answers)}]\n", mimetype="application/json"), 200
 
 
 def _asked_quantity() -> int | None:
+    query = request.query_string
+    if not query:
+        return None
+    if query.startswith(b"qty=") and query[4:].isdigit():  # the usual question, parsed here
+        return schemas.parse_quantity(query[4:].decode("ascii"))
     raw = request.args.get("qty")
     return None if raw is None else schemas.parse_quantity(raw)
 
 
-def _shown(availability: Availability, qty: int | None) -> dict[str, Any]:
+def _not_modified(etag: str) -> bool:
+    """Whether the client's If-None-Match names this version (weak comparison, as
+    RFC 9110 asks for If-None-Match; `*` matches any)."""
+    given = request.headers.get("If-None-Match")
+    return given is not None and parse_etags(given).contains_weak(unquote_etag(etag)[0])
+
+
+def _json(body: Any) -> Response:
+    """What jsonify sends, without its per-call lookups: for the hottest routes."""
+    return Response(json.dumps(body, separators=(",", ":")) + "\n", mimetype="application/json")
+
+
+@functools.lru_cache(maxsize=8192)
+def _answer(availability: Availability, qty: int | None) -> str:
+    """The availability as JSON text; with ``qty``, what allocating that many would do.
+    The same for every such question about one version of a SKU (the value is
+    immutable), so rendered once per version and quantity asked."""
     shown: dict[str, Any] = {
         "sku": availability.sku,
         "version": availability.version,
@@ -147,7 +170,7 @@ def _shown(availability: Availability, qty: int | None) -> dict[str, Any]:
         promise = availability.promise(qty)
         shown["can_allocate"] = promise.can_allocate
         shown["eta"] = _day(promise.eta)
-    return shown
+    return json.dumps(shown, separators=(",", ":")) + "\n"
 
 
 def _day(day: Any) -> str | None:
