@@ -117,17 +117,16 @@ def _availability(app: Flask, service: bootstrap.Api) -> None:
         found = views.availability([sku], read_model)
         if not found:
             raise errors.UnknownSku(sku)
-        etag = quote_etag(f"v{found[0].version}")
+        answer, etag = _rendered(found[0], qty)
         if _not_modified(etag):
-            return Response(status=304, headers={"ETag": etag})
-        answer = _answer(found[0], qty)
-        return Response(answer, headers={"ETag": etag}, mimetype="application/json")
+            return Response(status=304, headers=[("ETag", etag)])
+        return Response(answer, headers=[("ETag", etag)], content_type="application/json")
 
     @app.get("/availability")
     def availabilities() -> tuple[Response, int]:
         skus = schemas.parse_skus(request.args.getlist("sku"))
         qty = _asked_quantity()
-        answers = [_answer(a, qty).rstrip("\n") for a in views.availability(skus, read_model)]
+        answers = [_rendered(a, qty)[0].rstrip("\n") for a in views.availability(skus, read_model)]
         return Response(f"[{','.join(answers)}]\n", mimetype="application/json"), 200
 
 
@@ -144,7 +143,7 @@ def _asked_quantity() -> int | None:
 def _not_modified(etag: str) -> bool:
     """Whether the client's If-None-Match names this version (weak comparison, as
     RFC 9110 asks for If-None-Match; `*` matches any)."""
-    given = request.headers.get("If-None-Match")
+    given = request.environ.get("HTTP_IF_NONE_MATCH")
     return given is not None and parse_etags(given).contains_weak(unquote_etag(etag)[0])
 
 
@@ -154,10 +153,15 @@ def _json(body: Any) -> Response:
 
 
 @functools.lru_cache(maxsize=8192)
+def _rendered(availability: Availability, qty: int | None) -> tuple[str, str]:
+    """The answer and its ETag, rendered once per version of a SKU and quantity asked."""
+    return _answer(availability, qty), quote_etag(f"v{availability.version}")
+
+
 def _answer(availability: Availability, qty: int | None) -> str:
     """The availability as JSON text; with ``qty``, what allocating that many would do.
     The same for every such question about one version of a SKU (the value is
-    immutable), so rendered once per version and quantity asked."""
+    immutable)."""
     shown: dict[str, Any] = {
         "sku": availability.sku,
         "version": availability.version,
