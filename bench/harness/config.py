@@ -56,6 +56,7 @@ class Config:
     growth_min_samples: int = 10
     long_run: int = 10_000
     hot_batches: int = 4
+    paired_slices: int = 4  # read and availability alternate in this many slices each
     ceiling_seconds: int = 10  # per ceiling row (pieces cost tens of µs: short rows blur them)
     servers_seconds: int = 8  # per server and path in the servers comparison
     profile: bool = False
@@ -128,6 +129,7 @@ def _make_quick(config: Config) -> None:
     config.profile_seconds = 5
     config.ceiling_seconds = 3
     config.servers_seconds = 3
+    config.paired_slices = 1
 
 
 def parse_args(argv: list[str] | None = None) -> Config:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bench.harness.context import Run
@@ -105,6 +107,97 @@ def measure(
     return result
 
 
+def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the slices of an interleaved measurement: counts and CPU summed,
+    req/s over the summed time, latency percentiles the slices' own weighted by their
+    requests (close to the merged distribution's when the slices are alike, as
+    slices of one load are), the last slice's state after the run."""
+    first, last = parts[0], parts[-1]
+    requests = sum(p["requests"] for p in parts)
+    seconds = sum(p["seconds"] for p in parts)
+    row = dict(last)
+    row["slices"] = len(parts)
+    row["requests"], row["seconds"] = requests, round(seconds, 2)
+    row["rps"] = round(requests / seconds, 1) if seconds > 0 else None
+    row["latency_ms"] = {
+        key: max(values) if key == "max" else _weighted(values, parts)
+        for key in first["latency_ms"]
+        for values in [[p["latency_ms"][key] for p in parts]]
+    }
+    for key in ("non_2xx", "out_of_stock", "errors", "fillers", "conflicts_retried"):
+        row[key] = sum(p.get(key) or 0 for p in parts)
+    row["statuses"] = _summed([p["statuses"] for p in parts])
+    row["error_messages"] = _summed([p["error_messages"] for p in parts])
+    row["socket_errors"] = _summed([p["socket_errors"] for p in parts])
+    row["cpu_s"] = _summed([p["cpu_s"] for p in parts])
+    row["cpu_ms_per_request"] = {
+        k: round(row["cpu_s"][k] * 1000 / max(1, requests), 3) for k in PER_REQUEST
+    }
+    row["db"] = dict(
+        last["db"], exec_ms_total=round(sum(p["db"]["exec_ms_total"] for p in parts), 1)
+    )
+    row["db"]["exec_ms_per_request"] = round(row["db"]["exec_ms_total"] / max(1, requests), 3)
+    if "accept_queue" in last:
+        queues = [p["accept_queue"] for p in parts]
+        row["accept_queue"] = {
+            "max": max(q["max"] for q in queues),
+            "mean": _weighted([q["mean"] for q in queues], parts),
+            "samples": sum(q["samples"] for q in queues),
+        }
+    return row
+
+
+def _weighted(values: list[float], parts: list[dict[str, Any]]) -> float:
+    total: int = sum(p["requests"] for p in parts) or 1
+    weighted: float = sum(v * p["requests"] for v, p in zip(values, parts, strict=True))
+    return round(weighted / total, 3)
+
+
+def _summed(maps: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for counts in maps:
+        for key, value in counts.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row measured in slices: `load(seconds, slice_label)` runs one slice."""
+
+    name: str
+    description: str
+    load: Callable[[int, str], dict[str, Any]]
+
+
+def interleaved(run: Run, rows: list[Row], seconds: int, slices: int) -> None:
+    """Measures rows that are compared with each other in alternating slices (A B A B
+    …), `seconds` in all for each: a machine shared with other tenants speeds up and
+    slows down by more than such rows differ, and each row then sees the same spells."""
+    parts: dict[str, list[dict[str, Any]]] = {row.name: [] for row in rows}
+    share = max(1, seconds // slices)
+    for n in range(1, slices + 1):
+        for row in rows:
+            label = f"{row.name}-{n}"
+            description = f"{row.description} (slice {n} of {slices})"
+            parts[row.name].append(
+                measure(run, row.name, description, partial(row.load, share, label))
+            )
+    for row in rows:
+        store(run, row.name, merged(parts[row.name]))
+
+
+def store(run: Run, name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Stores `result` as the results' row `name`, and logs it."""
+    run.results["scenarios"][name] = result
+    lat = result["latency_ms"]
+    run.log(
+        f"{name}: {result['rps']} req/s, p50 {ms(lat['p50'])} ms, p99 {ms(lat['p99'])} ms,"
+        f" non-2xx {result.get('non_2xx')}, conflicts retried {result['conflicts_retried']}"
+    )
+    return result
+
+
 def measured(
     run: Run,
     name: str,
@@ -114,11 +207,4 @@ def measured(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`measure`, stored as a row of the results' scenarios and logged."""
-    result = measure(run, name, description, load, server, extra)
-    run.results["scenarios"][name] = result
-    lat = result["latency_ms"]
-    run.log(
-        f"{name}: {result['rps']} req/s, p50 {ms(lat['p50'])} ms, p99 {ms(lat['p99'])} ms,"
-        f" non-2xx {result.get('non_2xx')}, conflicts retried {result['conflicts_retried']}"
-    )
-    return result
+    return store(run, name, measure(run, name, description, load, server, extra))

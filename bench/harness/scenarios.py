@@ -12,7 +12,7 @@ from typing import Any
 from bench.harness.context import Run
 from bench.harness.httpclient import Client
 from bench.harness.loadgen import pct
-from bench.harness.measure import measured
+from bench.harness.measure import Row, interleaved, measured
 from bench.harness.seeding import add_batches, seed_growth
 
 
@@ -132,16 +132,26 @@ def hot(run: Run) -> None:
 
 
 def read(run: Run) -> None:
+    """The read row; with the availability row when this run has it, measured in
+    alternating slices, as the one is judged against the other."""
     c = run.config
     n = c.read_orders
-    measured(
-        run,
-        "read",
-        f"GET /allocations/<orderid> over {n} allocated orders, {c.connections} connections",
-        lambda: run.wrk().run(
-            run.port, "read.lua", ["read-", str(n)], duration=c.duration, label="read"
-        ),
-    )
+    rows = [
+        Row(
+            "read",
+            f"GET /allocations/<orderid> over {n} allocated orders, {c.connections} connections",
+            lambda seconds, label: run.wrk().run(
+                run.port, "read.lua", ["read-", str(n)], duration=seconds, label=label
+            ),
+        )
+    ]
+    if (
+        "availability" in c.scenarios
+        and "availability" not in run.results["scenarios"]
+        and _serves_availability(run)
+    ):
+        rows.append(_availability_row(run))
+    interleaved(run, rows, c.duration, c.paired_slices)
     measured(
         run,
         "baseline-read",
@@ -150,40 +160,43 @@ def read(run: Run) -> None:
     )
 
 
-def _add_incoming_batches(run: Run) -> None:
-    """Two shipments for each read SKU, so every answer has dates to tell."""
+def _serves_availability(run: Run) -> bool:
+    probe = Client(run.port)
+    try:
+        return probe.request("GET", "/availability/read-sku-000")[0] != 404
+    finally:
+        probe.close()
+
+
+def _availability_row(run: Run) -> Row:
+    """The availability row, its SKUs first given two shipments each, so that every
+    answer has dates to tell."""
+    c = run.config
     batches = [
         {"ref": f"read-sku-{i:03d}-ship{n}", "sku": f"read-sku-{i:03d}", "qty": 50, "eta": eta}
-        for i in range(run.config.skus)
+        for i in range(c.skus)
         for n, eta in ((1, "2031-01-01"), (2, "2031-02-01"))
     ]
     add_batches(run.port, batches)
-
-
-def availability(run: Run) -> None:
-    c = run.config
-    probe = Client(run.port)
-    try:
-        served = probe.request("GET", "/availability/read-sku-000")[0] != 404
-    finally:
-        probe.close()
-    if not served:
-        run.note("availability: this commit does not serve GET /availability; row skipped")
-        return
-    _add_incoming_batches(run)
-    measured(
-        run,
+    return Row(
         "availability",
         f"GET /availability/<sku>?qty=N over {c.skus} SKUs (3 batches each), "
         f"{c.connections} connections",
-        lambda: run.wrk().run(
-            run.port,
-            "availability.lua",
-            ["read-sku-", str(c.skus)],
-            duration=c.duration,
-            label="availability",
+        lambda seconds, label: run.wrk().run(
+            run.port, "availability.lua", ["read-sku-", str(c.skus)], duration=seconds, label=label
         ),
     )
+
+
+def availability(run: Run) -> None:
+    """The availability row (measured with the read row when the run has both) and
+    its SQL baseline."""
+    c = run.config
+    if "availability" not in run.results["scenarios"]:
+        if not _serves_availability(run):
+            run.note("availability: this commit does not serve GET /availability; row skipped")
+            return
+        interleaved(run, [_availability_row(run)], c.duration, 1)
     measured(
         run,
         "baseline-availability",
