@@ -184,7 +184,12 @@ def interleaved(run: Run, rows: list[Row], seconds: int, slices: int) -> None:
                 measure(run, row.name, description, partial(row.load, share, label))
             )
     for row in rows:
-        store(run, row.name, merged(parts[row.name]))
+        result = merged(parts[row.name])
+        if slices > 1:
+            result["description"] = f"{row.description} ({slices} alternating slices of {share} s)"
+        else:
+            result["description"] = row.description
+        store(run, row.name, result)
 
 
 def store(run: Run, name: str, result: dict[str, Any]) -> dict[str, Any]:
