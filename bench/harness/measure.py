@@ -82,9 +82,7 @@ def measure(
     result["description"] = description
     result["cpu_s"] = cpu_delta(before, after, list(roots))
     requests = max(1, result.get("requests") or 1)
-    result["cpu_ms_per_request"] = {
-        k: round(result["cpu_s"][k] * 1000 / requests, 3) for k in PER_REQUEST
-    }
+    result["cpu_ms_per_request"] = _per_request(result["cpu_s"], requests)
     result["db"] = run.db.pgss_top()
     result["db"]["exec_ms_per_request"] = round(result["db"]["exec_ms_total"] / requests, 3)
     result["conflicts_retried"] = server.count_in_log(CONFLICT_LOG, log_offset)
@@ -130,9 +128,7 @@ def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
     row["error_messages"] = _summed([p["error_messages"] for p in parts])
     row["socket_errors"] = _summed([p["socket_errors"] for p in parts])
     row["cpu_s"] = _summed([p["cpu_s"] for p in parts])
-    row["cpu_ms_per_request"] = {
-        k: round(row["cpu_s"][k] * 1000 / max(1, requests), 3) for k in PER_REQUEST
-    }
+    row["cpu_ms_per_request"] = _per_request(row["cpu_s"], requests)
     row["db"] = dict(
         last["db"], exec_ms_total=round(sum(p["db"]["exec_ms_total"] for p in parts), 1)
     )
@@ -145,6 +141,11 @@ def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "samples": sum(q["samples"] for q in queues),
         }
     return row
+
+
+def _per_request(cpu_s: dict[str, float], requests: int) -> dict[str, float]:
+    """Each component's CPU in milliseconds per request."""
+    return {k: round(cpu_s[k] * 1000 / max(1, requests), 3) for k in PER_REQUEST}
 
 
 def _weighted(values: list[float], parts: list[dict[str, Any]]) -> float:
