@@ -22,6 +22,7 @@ that started the server exits, so start servers from a long-lived thread
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import importlib
 import importlib.util
@@ -140,6 +141,29 @@ def stop_process(
         return proc.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired as exc:  # pragma: no cover
         raise ServerError(f"pid {proc.pid} ({proc.args!r}) did not die") from exc
+
+
+def session_processes(session: int) -> list[str]:
+    """The live processes (zombies are dead) of a session: "pid state command"."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_file.read_text()
+            command = (stat_file.parent / "cmdline").read_bytes()
+        except OSError:  # it exited meanwhile
+            continue
+        state, _parent, _group, sid = stat[stat.rfind(")") + 2 :].split()[:4]
+        if int(sid) == session and state != "Z":
+            name = command.replace(b"\0", b" ").decode(errors="replace")[:100]
+            found.append(f"{stat_file.parent.name} {state} {name}")
+    return found
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL whatever is left of a session started by ``start_process``."""
+    for process in session_processes(session):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(process.split()[0]), signal.SIGKILL)
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from tests.servers import free_port, start_process, stop_process
@@ -167,6 +168,14 @@ def consumer(
     service = start_consumer(e2e_environment, log, metrics_port=free_port())
     yield service
     assert service.stop() == 0, f"{service.args} did not exit cleanly:\n{service.output()[-2000:]}"
+
+
+@pytest.fixture
+def publisher(redis_url: str) -> Iterator[redis.Redis]:
+    """A Redis client for a test to publish its messages with."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 def unique(prefix: str) -> str:

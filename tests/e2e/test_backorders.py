@@ -97,13 +97,6 @@ def heard(redis_url: str, relay: Service) -> Iterator[Heard]:
     listener.close()
 
 
-@pytest.fixture
-def publisher(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 # -- the API, as a client calls it ------------------------------------------------------------
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 import requests
 from sqlalchemy import create_engine, text
@@ -57,13 +55,6 @@ def pending(client: redis.Redis) -> int:
 def dead_letters(env: dict[str, str]) -> list[dict[str, object]]:
     output = run_cli("dead-letters", "list", "--json", env=env).stdout
     return [json.loads(line) for line in output.splitlines()]
-
-
-@pytest.fixture
-def publisher(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def test_change_batch_quantity_reallocates_and_publishes(

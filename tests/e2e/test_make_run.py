@@ -21,28 +21,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, kill_session, session_processes, start_process
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
 pytestmark = pytest.mark.slow
-
-
-def session_processes(session: int) -> list[str]:
-    """The live processes (zombies are dead) of a session: "pid state command"."""
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_file.read_text()
-            command = (stat_file.parent / "cmdline").read_bytes()
-        except OSError:  # it exited meanwhile
-            continue
-        state, _parent, _group, sid = stat[stat.rfind(")") + 2 :].split()[:4]
-        if int(sid) == session and state != "Z":
-            name = command.replace(b"\0", b" ").decode(errors="replace")[:100]
-            found.append(f"{stat_file.parent.name} {state} {name}")
-    return found
 
 
 class MakeRun:
@@ -56,16 +40,12 @@ class MakeRun:
         env.update(DATABASE_URL=f"sqlite:///{tmp_path}/x.sqlite3")
         if redis_url is not None:
             env["REDIS_URL"] = redis_url
-        with open(self.log, "wb") as output:
-            self.process = subprocess.Popen(
-                ["make", "--no-print-directory", "-o", "install-runtime", f"VENV={VENV}", "run"],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = start_process(
+            ["make", "--no-print-directory", "-o", "install-runtime", f"VENV={VENV}", "run"],
+            self.log,
+            cwd=ROOT,
+            env=env,
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -102,9 +82,7 @@ class MakeRun:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait(10)
-        for process in session_processes(self.process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(process.split()[0]), signal.SIGKILL)
+        kill_session(self.process.pid)
 
 
 @pytest.fixture

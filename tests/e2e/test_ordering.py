@@ -31,13 +31,6 @@ def second_consumer(
     assert service.stop() == 0, service.output()[-2000:]
 
 
-@pytest.fixture
-def publisher(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def handled(consumer: Service) -> float:
     """Every message the consumer finished with, whatever became of it."""
     text = requests.get(f"{consumer.metrics_url}/metrics", timeout=10).text

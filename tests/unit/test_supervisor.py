@@ -7,8 +7,6 @@ and every process it leaves can be found (by session id) and killed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from allocation.entrypoints.supervisor import allocation, service_programs
+from tests.servers import kill_session, session_processes, start_process
 from tests.waiting import wait_until
 
 # argv: grace seconds, then one child's Python code per argument.
@@ -50,42 +49,12 @@ ORPHANING = (
 )
 
 
-def session_processes(session: int) -> list[str]:
-    """The live processes (zombies are dead) of a session: "pid state command"."""
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_file.read_text()
-            command = (stat_file.parent / "cmdline").read_bytes()
-        except OSError:  # it exited meanwhile
-            continue
-        state, _parent, _group, sid = stat[stat.rfind(")") + 2 :].split()[:4]
-        if int(sid) == session and state != "Z":
-            name = command.replace(b"\0", b" ").decode(errors="replace")[:100]
-            found.append(f"{stat_file.parent.name} {state} {name}")
-    return found
-
-
-def kill_session(session: int) -> None:
-    """SIGKILL whatever is left of a session this test started."""
-    for process in session_processes(session):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(process.split()[0]), signal.SIGKILL)
-
-
 class Run:
     """The supervisor (or its parent) in a new session, its output in a log."""
 
     def __init__(self, log: Path, args: list[str]) -> None:
         self.log = log
-        with open(log, "wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = start_process([sys.executable, "-c", *args], log)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
