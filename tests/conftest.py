@@ -48,24 +48,16 @@ class FakeService:
 
 @pytest.fixture
 def fake_service() -> Iterator[FakeService]:
+    """The service wired to fakes: the bus, and what the HTTP entrypoint needs."""
     store = FakeStore()
     notifications = FakeNotifications()
-    yield FakeService(*fake_parts(store, notifications))
-
-
-def fake_parts(
-    store: FakeStore, notifications: FakeNotifications, settings: Settings | None = None
-) -> tuple[MessageBus, FakeStore, FakeNotifications, bootstrap.Api]:
-    """The service wired to fakes: the bus, and what the HTTP entrypoint needs."""
 
     def uow_factory() -> FakeUnitOfWork:
         return FakeUnitOfWork(store)
 
-    bus = bootstrap.bootstrap(
-        settings or Settings(), uow_factory=uow_factory, notifications=notifications
-    )
+    bus = bootstrap.bootstrap(Settings(), uow_factory=uow_factory, notifications=notifications)
     api = bootstrap.Api(bus, uow_factory, FakeReadModel(store), lambda: {"database": "ok"})
-    return bus, store, notifications, api
+    yield FakeService(bus, store, notifications, api)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from sqlalchemy import make_url
 
-from tests.servers import free_port, start_process, stop_process
+from tests.servers import PostgresServer, free_port, start_process, stop_process
 from tests.waiting import wait_until
 
 ALLOCATION = str(Path(sys.executable).with_name("allocation"))
@@ -98,10 +99,13 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([ALLOCATION, "migrate"], env=env, check=True, capture_output=True, timeout=60)
 
 
-def start_api(env: dict[str, str], log: Path, program: list[str] | None = None) -> Service:
+def start_api(
+    env: dict[str, str], log: Path, program: list[str] | None = None, threads: int = 4
+) -> Service:
     port = free_port()
     api = Service(
-        ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "4"],
+        ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+        + ["--threads", str(threads)],
         env,
         log,
         url=f"http://127.0.0.1:{port}",
@@ -135,9 +139,19 @@ def start_consumer(env: dict[str, str], log: Path, metrics_port: int | None = No
     return consumer
 
 
+# The throwaway server trusts every local connection, whatever its password: the
+# services are given one so that a test can see it never reaches a log.
+E2E_DATABASE_PASSWORD = "e2e-password-never-logged"
+
+
 @pytest.fixture(scope="session")
-def e2e_environment(e2e_database_url: str, redis_url: str) -> dict[str, str]:
-    env = service_environment(e2e_database_url, redis_url)
+def e2e_environment(
+    e2e_database_url: str, redis_url: str, postgres_server: PostgresServer | None
+) -> dict[str, str]:
+    url = make_url(e2e_database_url)
+    if postgres_server is not None and url.password is None:
+        url = url.set(password=E2E_DATABASE_PASSWORD)
+    env = service_environment(url.render_as_string(hide_password=False), redis_url)
     migrate(env)
     return env
 

@@ -69,10 +69,14 @@ def add_batch(api: Service, ref: str, sku: str, qty: int, eta: str | None = None
     assert response.status_code == 201, response.text
 
 
-def allocate(api: Service, orderid: str, sku: str, qty: int) -> requests.Response:
-    return requests.post(
-        f"{api.url}/allocate", json={"orderid": orderid, "sku": sku, "qty": qty}, timeout=30
-    )
+def allocate(
+    api: Service, orderid: str, sku: str, qty: int, backorder: bool | None = None
+) -> requests.Response:
+    """POST /allocate; ``backorder`` is sent only when given."""
+    body: dict[str, Any] = {"orderid": orderid, "sku": sku, "qty": qty}
+    if backorder is not None:
+        body["backorder"] = backorder
+    return requests.post(f"{api.url}/allocate", json=body, timeout=30)
 
 
 def test_happy_path_allocates_to_the_earliest_batch_and_publishes(

@@ -20,7 +20,7 @@ import redis
 import requests
 
 from tests.e2e.conftest import Service, unique
-from tests.e2e.test_api import Subscriber, add_batch, without_envelope
+from tests.e2e.test_api import Subscriber, add_batch, allocate, without_envelope
 from tests.waiting import wait_until
 
 CHANNELS = (
@@ -98,15 +98,6 @@ def heard(redis_url: str, relay: Service) -> Iterator[Heard]:
 
 
 # -- the API, as a client calls it ------------------------------------------------------------
-
-
-def allocate(
-    api: Service, orderid: str, sku: str, qty: int, backorder: bool | None = None
-) -> requests.Response:
-    body: dict[str, Any] = {"orderid": orderid, "sku": sku, "qty": qty}
-    if backorder is not None:
-        body["backorder"] = backorder
-    return requests.post(f"{api.url}/allocate", json=body, timeout=30)
 
 
 def get(api: Service, path: str, **kwargs: Any) -> requests.Response:

@@ -27,7 +27,6 @@ from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import Service, start_api, unique
 from tests.e2e.test_api import add_batch, allocate
-from tests.servers import free_port
 from tests.waiting import wait_until
 
 
@@ -264,10 +263,9 @@ def test_a_killed_worker_is_replaced_and_the_api_keeps_answering(own_api: Servic
 
 
 def test_slow_clients_do_not_hold_a_worker(e2e_environment: dict[str, str], api_log: Path) -> None:
-    port = free_port()
     # One thread per worker: a server giving each slow connection a worker is stuck at once.
-    args = ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "1"]
-    api = Service(args, e2e_environment, api_log, url=f"http://127.0.0.1:{port}").start()
+    api = start_api(e2e_environment, api_log, threads=1)
+    port = int(api.url.rsplit(":", 1)[1])
     slow: list[socket.socket] = []
     stop = threading.Event()
     dribbler = threading.Thread()

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
+from allocation import bootstrap
 from allocation.adapters import database, orm
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.config import Settings
+from allocation.service_layer.unit_of_work import AbstractUnitOfWork
+from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork
+
+UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
 
 
 @pytest.fixture
@@ -57,3 +64,22 @@ def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]
 def scalar(engine: Engine, sql: str, **params: object) -> object:
     [(value,)] = rows(engine, sql, **params)
     return value
+
+
+@pytest.fixture(params=["fake", "sqlite", "postgres"])
+def uow_factory(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
+    """Units of Work on the fake, SQLite and PostgreSQL in turn: for contract tests."""
+    if request.param == "fake":
+        store = FakeStore()
+        return lambda: FakeUnitOfWork(store)
+    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return lambda: SqlAlchemyUnitOfWork(engine)
+
+
+def bus_for(engine: Engine) -> bootstrap.MessageBus:
+    """The bus on a real database, with fake notifications."""
+    return bootstrap.bootstrap(
+        Settings(),
+        uow_factory=lambda: SqlAlchemyUnitOfWork(engine),
+        notifications=FakeNotifications(),
+    )

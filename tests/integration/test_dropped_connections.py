@@ -8,14 +8,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from allocation import bootstrap
 from allocation.adapters import database
 from allocation.adapters.queries import SqlReadModel
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.exceptions import DatabaseUnavailable
-from tests.fakes import FakeNotifications
+from tests.integration.conftest import bus_for
 
 
 def drop_the_other_connections(engine: Engine) -> int:
@@ -47,11 +44,7 @@ def test_a_read_on_a_dropped_connection_is_retried(postgres_engine: Engine) -> N
 
 
 def test_a_command_on_a_dropped_connection_runs_again(postgres_engine: Engine) -> None:
-    bus = bootstrap.bootstrap(
-        Settings(),
-        uow_factory=lambda: SqlAlchemyUnitOfWork(postgres_engine),
-        notifications=FakeNotifications(),
-    )
+    bus = bus_for(postgres_engine)
     bus.handle(commands.CreateBatch("b1", "LAMP", 10))  # leaves a pooled connection
     assert drop_the_other_connections(postgres_engine) >= 1
     assert bus.handle(commands.Allocate("o1", "LAMP", 1)).batchref == "b1"
@@ -64,11 +57,7 @@ def test_a_statement_past_the_timeout_is_reported_as_unavailable(
     patient = database.make_engine(
         postgres_engine.url.render_as_string(False), statement_timeout_ms=300
     )
-    bus = bootstrap.bootstrap(
-        Settings(),
-        uow_factory=lambda: SqlAlchemyUnitOfWork(patient),
-        notifications=FakeNotifications(),
-    )
+    bus = bus_for(patient)
     try:
         bus.handle(commands.CreateBatch("b1", "LAMP", 10))
         with postgres_engine.begin() as holder:

@@ -6,31 +6,16 @@ writes through the ports reach the database at commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from sqlalchemy import Engine
-
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import events
 from allocation.domain.commands import Position
 from allocation.service_layer.messages import OutboxMessage, to_message
 from allocation.service_layer.ports import DeadLetter
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
-from tests.fakes import FakeStore, FakeUnitOfWork
-
-UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
-
-
-@pytest.fixture(params=["fake", "sqlite", "postgres"])
-def uow_factory(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
-    if request.param == "fake":
-        store = FakeStore()
-        return lambda: FakeUnitOfWork(store)
-    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
-    return lambda: SqlAlchemyUnitOfWork(engine)
+from tests.integration.conftest import UnitOfWorkFactory
 
 
 @contextmanager

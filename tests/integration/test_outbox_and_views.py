@@ -7,23 +7,13 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from allocation import bootstrap
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from allocation.config import Settings
 from allocation.domain import commands, model
 from allocation.domain.exceptions import OutOfStockError
 from allocation.service_layer import relay
 from allocation.service_layer.read_model import rebuild_views
-from tests.fakes import FakeNotifications, FakePublisher
-from tests.integration.conftest import rows
-
-
-def bus_for(engine: Engine) -> bootstrap.MessageBus:
-    return bootstrap.bootstrap(
-        Settings(),
-        uow_factory=lambda: SqlAlchemyUnitOfWork(engine),
-        notifications=FakeNotifications(),
-    )
+from tests.fakes import FakePublisher
+from tests.integration.conftest import bus_for, rows
 
 
 def test_allocation_commits_view_row_and_outbox_message_together(

@@ -6,27 +6,12 @@ touched. Changes reach storage at commit, whatever was loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
 
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import model
-from allocation.service_layer.unit_of_work import AbstractUnitOfWork
-from tests.fakes import FakeStore, FakeUnitOfWork
-
-UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
-
-
-@pytest.fixture(params=["fake", "sqlite", "postgres"])
-def uow_factory(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
-    if request.param == "fake":
-        store = FakeStore()
-        return lambda: FakeUnitOfWork(store)
-    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
-    return lambda: SqlAlchemyUnitOfWork(engine)
+from tests.integration.conftest import UnitOfWorkFactory
 
 
 def save(uow_factory: UnitOfWorkFactory, product: model.Product) -> None:

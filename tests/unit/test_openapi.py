@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from allocation.config import Settings
-from allocation.entrypoints import docs, openapi, responses, schemas
+from allocation.entrypoints import openapi, responses, schemas
 from allocation.entrypoints.flask_app import create_app
 from tests.conftest import FakeService
 
@@ -29,11 +29,7 @@ SPEC = openapi.build_spec()
 
 @pytest.fixture
 def app(fake_service: FakeService) -> Flask:
-    app = create_app(Settings(max_request_bytes=4096), service=fake_service.api)
-    # create_app will call register_docs itself; until then, the test does.
-    if "openapi_json" not in app.view_functions:
-        docs.register_docs(app)
-    return app
+    return create_app(Settings(max_request_bytes=4096), service=fake_service.api)
 
 
 @pytest.fixture
