@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from flask import Flask, request
+from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from allocation.entrypoints.schemas import InvalidInput
@@ -21,14 +21,14 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CHUNK = 64 * 1024
 
 
-def require_json(app: Flask) -> None:
-    """Refuses a write whose body is not declared as JSON."""
+def require_json() -> None:
+    """Refuses a write (the caller knows it is one) whose body is not declared as JSON."""
+    if _has_body() and request.mimetype != JSON:
+        raise not_json(request.mimetype or "none")
 
-    @app.before_request
-    def json_only() -> None:
-        if request.method in WRITES and _has_body() and request.mimetype != JSON:
-            given = request.mimetype or "none"
-            raise UnsupportedMediaType(f"Content-Type must be {JSON} (got {given})")
+
+def not_json(given: str) -> UnsupportedMediaType:
+    return UnsupportedMediaType(f"Content-Type must be {JSON} (got {given})")
 
 
 def _has_body() -> bool:
@@ -39,14 +39,14 @@ def read(limit: int) -> bytes:
     """The request's body, whole: at most ``limit`` bytes."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     try:
         body = _read_up_to(request.environ["wsgi.input"], limit + 1)
     except OSError:  # the client went away in the middle of its body
         body = b""
         declared = declared if declared is not None else 1
     if len(body) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     if declared is not None and len(body) < declared:
         raise InvalidInput(
             f"The body ended after {len(body)} of the {declared} bytes its Content-Length announced"
@@ -66,5 +66,5 @@ def _read_up_to(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> RequestEntityTooLarge:
+def too_large(limit: int) -> RequestEntityTooLarge:
     return RequestEntityTooLarge(f"The body is larger than this server accepts ({limit} bytes)")
