@@ -15,10 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException
 
+from allocation.config import Settings
 from allocation.domain.exceptions import DatabaseUnavailable
-from allocation.entrypoints import errors, responses
+from allocation.entrypoints import bodies, errors, responses
 from allocation.entrypoints.operations import OPERATIONS, Answer, Operation
 
 OPENAPI_VERSION = "3.1.0"
@@ -67,12 +68,9 @@ _HEADER_MEANING = {
 }
 
 # What every write can meet besides its own refusals, and what every read of the database can.
-_WRITE_REFUSALS: tuple[Exception, ...] = (
-    errors.Unauthorized(),
-    UnsupportedMediaType("Content-Type must be application/json (got text/plain)"),
-)
+_WRITE_REFUSALS: tuple[Exception, ...] = (errors.Unauthorized(), bodies.not_json("text/plain"))
 _BODY_REFUSALS: tuple[Exception, ...] = (
-    RequestEntityTooLarge("The body is larger than this server accepts (65536 bytes)"),
+    bodies.too_large(Settings.model_fields["max_request_bytes"].default),
 )
 _DATABASE_REFUSALS: tuple[Exception, ...] = (DatabaseUnavailable(),)
 

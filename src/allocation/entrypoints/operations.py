@@ -63,14 +63,18 @@ class Operation:
 
 _BAD_QTY = schemas.InvalidInput("qty: Input should be greater than 0")
 _NAME = schemas.path_id.json_schema()
-_TOO_LONG = schemas.InvalidInput("orderid: String should have at most 255 characters")
+_TOO_LONG = schemas.InvalidInput(
+    f"orderid: String should have at most {schemas.MAX_NAME_LENGTH} characters"
+)
 _ORDERID = Parameter(
     _NAME,
     "The order id, percent-encoded (`/` as `%2F`). A path's trailing `/` is dropped"
     " (308 to the path without it), so an id here cannot end with `/`.",
     "order-1",
 )
-_SKU_TOO_LONG = schemas.InvalidInput("sku: String should have at most 255 characters")
+_SKU_TOO_LONG = schemas.InvalidInput(
+    f"sku: String should have at most {schemas.MAX_NAME_LENGTH} characters"
+)
 _SKU = Parameter(_NAME, "The SKU, percent-encoded.", "SMALL-TABLE")
 _SKU_SEGMENT = Parameter(
     schemas.segment.json_schema(), "The SKU: the last path segment.", "SMALL-TABLE"
@@ -234,7 +238,7 @@ _AVAILABILITY_OPERATIONS: tuple[Operation, ...] = (
                 [_AVAILABILITY_EXAMPLE],
             ),
         ),
-        refusals=(schemas.InvalidInput("sku: give between 1 and 100 (got 0)"),),
+        refusals=(schemas.InvalidInput(f"sku: give between 1 and {schemas.MAX_SKUS} (got 0)"),),
         parameters={"sku": _SKUS, "qty": _QTY},
     ),
 )

@@ -13,14 +13,14 @@ from allocation.service_layer.inbound import Rejected
 MAX_NAME_LENGTH = 255
 MAX_QUANTITY = 1_000_000_000
 
+_NO_CONTROLS = r"\x00-\x1f\x7f"
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=rf"^[^{_NO_CONTROLS}]+$"),
 ]
 # An id in a URL path. The server cannot tell `%2F` from `/`, and a path's trailing
 # `/` is dropped (flask_app), so such an id cannot end with `/`; a SKU that shares
 # its path with an order id (DELETE /allocations/<orderid>/<sku>) holds none.
-_NO_CONTROLS = r"\x00-\x1f\x7f"
 PathName = Annotated[
     str,
     StringConstraints(
