@@ -103,18 +103,22 @@ def migrate() -> None:
     click.echo("database schema is up to date")
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
+_host = click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+_port = click.option(
     "--port",
     default=5005,
     show_default=True,
     type=click.IntRange(1, 65535),
     help="Port to listen on.",
 )
+
+
+@main.command()
+@_host
+@_port
 @click.option(
     "--workers",
-    default=lambda: server.default_workers(),
+    default=server.default_workers,
     show_default="2 per CPU",
     type=click.IntRange(1, 64),
     help="Worker processes, each with its own interpreter (no GIL shared between them).",
@@ -132,14 +136,8 @@ def api(host: str, port: int, workers: int, threads: int) -> None:
 
 
 @main.command(short_help="Run the API, the relay and (with REDIS_URL) the consumer.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--port",
-    default=5005,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="Port to listen on.",
-)
+@_host
+@_port
 def run(host: str, port: int) -> None:
     """Run the API, the relay and, when REDIS_URL is set, the consumer, as one unit
     (run `allocation migrate` first). When any of them exits, the others are stopped

@@ -31,31 +31,13 @@ CHANNEL = STREAM = INBOUND_CHANNEL
 GROUP = "allocation"
 
 
-class Processor:
-    """The inbox, with every outcome counted for /metrics."""
-
-    def __init__(self, inbox: Inbox) -> None:
-        self._inbox = inbox
-
-    def process(
-        self,
-        data: bytes,
-        source: str,
-        fallback_id: str | None = None,
-        stream_entry: str | None = None,
-    ) -> Outcome:
-        outcome = self._inbox.process(data, source, fallback_id, stream_entry)
-        metrics.CONSUMER_MESSAGES.labels(outcome.value).inc()
-        return outcome
-
-
 def run(inbox: Inbox, client: redis.Redis, settings: Settings) -> None:
     """Consumes the channel and the stream until the inbox's stop is set."""
-    processor, stop = Processor(inbox), inbox.stop
+    stop = inbox.stop
     name = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
     loops: list[Callable[[], None]] = [
-        lambda: _consume_channel(client, processor, stop),
-        lambda: _consume_stream(client, processor, settings, name, stop),
+        lambda: _consume_channel(client, inbox, stop),
+        lambda: _consume_stream(client, inbox, settings, name, stop),
     ]
     threads = [
         threading.Thread(target=_reconnecting, args=(loop, stop), daemon=True) for loop in loops
@@ -70,8 +52,9 @@ def _reconnecting(loop: Callable[[], None], stop: threading.Event) -> None:
     """Runs the loop until stop is set, reconnecting with backoff when Redis goes away."""
 
     def log_reconnect(state: retry.RetryCallState) -> None:
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        logger.warning("lost Redis (%s); reconnecting in %.1fs", retry.failure(state), wait)
+        logger.warning(
+            "lost Redis (%s); reconnecting in %.1fs", retry.failure(state), retry.next_wait(state)
+        )
 
     policy = retry.policy(
         (redis.ConnectionError, redis.TimeoutError),
@@ -85,7 +68,7 @@ def _reconnecting(loop: Callable[[], None], stop: threading.Event) -> None:
         policy(loop)  # raises only once stop was set while Redis was away
 
 
-def _consume_channel(client: redis.Redis, processor: Processor, stop: threading.Event) -> None:
+def _consume_channel(client: redis.Redis, inbox: Inbox, stop: threading.Event) -> None:
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     try:
         pubsub.subscribe(CHANNEL)
@@ -93,14 +76,14 @@ def _consume_channel(client: redis.Redis, processor: Processor, stop: threading.
         while not stop.is_set():
             message = pubsub.get_message(timeout=1.0)
             if message is not None and message["type"] == "message":
-                processor.process(message["data"], f"channel:{CHANNEL}")
+                _counted(inbox.process(message["data"], f"channel:{CHANNEL}"))
     finally:
         pubsub.close()
 
 
 def _consume_stream(
     client: redis.Redis,
-    processor: Processor,
+    inbox: Inbox,
     settings: Settings,
     name: str,
     stop: threading.Event,
@@ -108,13 +91,13 @@ def _consume_stream(
     _ensure_group(client)
     logger.info("reading stream %s as %s/%s", STREAM, GROUP, name)
     # First whatever this consumer name left pending before a restart.
-    _process_entries(client, processor, _read(client, name, "0"))
+    _process_entries(client, inbox, _read(client, name, "0"))
     while not stop.is_set():
         claimed: Any = client.xautoclaim(
             STREAM, GROUP, name, settings.consumer_claim_idle_ms, start_id="0-0", count=10
         )
-        _process_entries(client, processor, claimed[1])
-        _process_entries(client, processor, _read(client, name, ">", block_ms=1000))
+        _process_entries(client, inbox, claimed[1])
+        _process_entries(client, inbox, _read(client, name, ">", block_ms=1000))
 
 
 def _ensure_group(client: redis.Redis) -> None:
@@ -131,15 +114,23 @@ def _read(client: redis.Redis, name: str, start: str, block_ms: int | None = Non
     return list(response[0][1]) if response else []
 
 
-def _process_entries(client: redis.Redis, processor: Processor, entries: list[Any]) -> None:
+def _process_entries(client: redis.Redis, inbox: Inbox, entries: list[Any]) -> None:
     for entry_id, fields in entries:
         entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         if not fields:  # trimmed away while pending
             client.xack(STREAM, GROUP, entry_id)
             continue
         data = fields.get(b"data", b"")
-        outcome = processor.process(
-            data, f"stream:{STREAM}", fallback_id=f"stream:{entry}", stream_entry=entry
+        outcome = _counted(
+            inbox.process(
+                data, f"stream:{STREAM}", fallback_id=f"stream:{entry}", stream_entry=entry
+            )
         )
         if outcome is not Outcome.RETRY_LATER:
             client.xack(STREAM, GROUP, entry_id)
+
+
+def _counted(outcome: Outcome) -> Outcome:
+    """The outcome, counted for /metrics."""
+    metrics.CONSUMER_MESSAGES.labels(outcome.value).inc()
+    return outcome

@@ -38,11 +38,12 @@ def run(
     next_prune = time.monotonic()
     where = "Redis" if publisher.delivery == "published" else "the log (REDIS_URL not set)"
     logger.info("relaying the outbox to %s", where)
+    retrying = _retrying(stop)
     while not stop.is_set():
         try:
-            sent = _retrying(stop)(_relay_batch, uow_factory, publisher, settings.relay_batch_size)
+            sent = retrying(_relay_batch, uow_factory, publisher, settings.relay_batch_size)
             if time.monotonic() >= next_prune:
-                _retrying(stop)(_prune, settings, uow_factory)
+                retrying(_prune, settings, uow_factory)
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         except Exception:  # only once stop is set: the policy retries everything until then
             break
@@ -60,7 +61,7 @@ def _retrying(stop: threading.Event) -> retry.Retrying:
 
     def log_retry(state: retry.RetryCallState) -> None:
         error = retry.failure(state)
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        wait = retry.next_wait(state)
         if isinstance(error, InfrastructureUnavailable):
             detail = getattr(error, "detail", "")
             logger.warning("%s (%s); retrying in %.2fs", error, detail, wait)

@@ -11,8 +11,6 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tenacity import RetryCallState, Retrying
-
 from allocation.domain import commands, events
 from allocation.domain.exceptions import ConcurrencyConflict, ConnectionDropped
 from allocation.service_layer import log_context, retry
@@ -81,8 +79,8 @@ class MessageBus:
                         queue.extend(uow.collect_new_events())
         return result
 
-    def _retrying(self, handler: Handler, message: Message) -> Retrying:
-        def log_retry(state: RetryCallState) -> None:
+    def _retrying(self, handler: Handler, message: Message) -> retry.Retrying:
+        def log_retry(state: retry.RetryCallState) -> None:
             if self._on_retry is not None:
                 self._on_retry()
             logger.info(
@@ -105,7 +103,7 @@ class MessageBus:
         )
 
 
-def _reason(state: RetryCallState) -> str:
+def _reason(state: retry.RetryCallState) -> str:
     dropped = isinstance(retry.failure(state), ConnectionDropped)
     return "dropped connection" if dropped else "concurrency conflict"
 

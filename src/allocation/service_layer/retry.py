@@ -18,14 +18,13 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_any,
-    stop_never,
     stop_when_event_set,
     wait_exponential,
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
 
-__all__ = ["RetryCallState", "Retrying", "failure", "policy"]
+__all__ = ["RetryCallState", "Retrying", "failure", "next_wait", "policy"]
 
 
 def policy(
@@ -50,7 +49,7 @@ def policy(
     waiting = wait_random_exponential if jitter else wait_exponential
     return Retrying(
         retry=retry_if_exception_type(retry_on),
-        stop=stop_any(*conditions) if conditions else stop_never,
+        stop=stop_any(*conditions),  # with no condition, never
         wait=waiting(multiplier=first_wait, max=max_wait),
         sleep=(lambda seconds: _wait(stop, seconds)) if stop is not None else time.sleep,
         before_sleep=before_sleep,
@@ -60,6 +59,11 @@ def policy(
 
 def _wait(stop: threading.Event, seconds: float) -> None:
     stop.wait(seconds)
+
+
+def next_wait(state: RetryCallState) -> float:
+    """Seconds until the next attempt (for a log line before sleeping)."""
+    return state.next_action.sleep if state.next_action is not None else 0.0
 
 
 def failure(state: RetryCallState) -> BaseException | None:
