@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import BigInteger, Integer, any_, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, Integer, any_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from allocation.adapters import database, orm
-from allocation.adapters.statements import WriteBatch, param, statement
+from allocation.adapters import orm
+from allocation.adapters.statements import WriteBatch, columns_as_params, param, statement, upsert
 from allocation.domain.commands import Position
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
@@ -37,13 +35,7 @@ _KEY = param("lock_key", BigInteger)
 OUTBOX_INSERT = statement(
     "insert_outbox_message",
     insert(_O)
-    .values(
-        message_id=param("message_id", _O.c.message_id),
-        channel=param("channel", _O.c.channel),
-        sku=param("sku", _O.c.sku),
-        payload=param("payload", _O.c.payload),
-        occurred_at=param("occurred_at", _O.c.occurred_at),
-    )
+    .values(**columns_as_params(_O, ("message_id", "channel", "sku", "payload", "occurred_at")))
     .inline(),
 )
 _PENDING_COLUMNS = (
@@ -70,14 +62,13 @@ OUTBOX_MARK_SENT = statement(
     .where(_O.c.id == any_(param("ids", ARRAY(BigInteger))))
     .values(sent_at=param("sent_at", _O.c.sent_at)),
     update(_O)
-    .where(_O.c.id.in_(bindparam("p_ids", expanding=True)))
+    .where(_O.c.id.in_(param("ids", _O.c.id, expanding=True)))
     .values(sent_at=param("sent_at", _O.c.sent_at)),
 )
 PROCESSED_INSERT = statement(
     "insert_processed_message",
     insert(orm.processed_messages).values(
-        message_id=param("message_id", orm.processed_messages.c.message_id),
-        processed_at=param("processed_at", orm.processed_messages.c.processed_at),
+        **columns_as_params(orm.processed_messages, ("message_id", "processed_at"))
     ),
 )
 
@@ -85,24 +76,11 @@ PROCESSED_INSERT = statement(
 _POSITIONS = orm.batch_change_positions
 
 
-def _position_upsert(insert: Any) -> Any:
-    values = {
-        "batchref": param("batchref", _POSITIONS.c.batchref),
-        "kind": param("kind", _POSITIONS.c.kind),
-        "key": param("key", _POSITIONS.c.key),
-        "changed_at": param("changed_at", _POSITIONS.c.changed_at),
-    }
-    new_row = insert(_POSITIONS).values(**values)
-    return new_row.on_conflict_do_update(
-        index_elements=[_POSITIONS.c.batchref],
-        set_={name: getattr(new_row.excluded, name) for name in ("kind", "key", "changed_at")},
-    )
-
-
-POSITION_UPSERT = statement(
+POSITION_UPSERT = upsert(
     "record_change_position",
-    _position_upsert(postgresql.insert),
-    _position_upsert(sqlite.insert),
+    _POSITIONS,
+    keys=("batchref",),
+    columns=("batchref", "kind", "key", "changed_at"),
 )
 
 
@@ -133,9 +111,7 @@ class SqlAlchemyOutbox(AbstractOutbox):
         )
 
     def pending(self, limit: int) -> list[OutboxMessage]:
-        params = {"lock_key": RELAY_LOCK_KEY, "limit": limit}
-        if not database.is_postgresql(self.session):
-            del params["lock_key"]
+        params = {"lock_key": RELAY_LOCK_KEY, "limit": limit}  # SQLite's takes no lock
         rows = OUTBOX_PENDING.execute(self.session.connection(), params)
         return [
             OutboxMessage(

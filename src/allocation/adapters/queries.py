@@ -3,16 +3,16 @@ autocommit connection, with no Session, no transaction and no aggregate loaded."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Date, Engine, String, any_, bindparam, cast, literal_column, null, select
+from sqlalchemy import Date, Engine, String, any_, cast, literal_column, null, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from allocation.adapters import database, orm
-from allocation.adapters.read_model import decode
+from allocation.adapters.read_model import AVAILABILITY_COLUMNS, decode
 from allocation.adapters.statements import Statement, mark_prepared, param, preamble, statement
 from allocation.domain.availability import Availability
 from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
@@ -27,14 +27,14 @@ ALLOCATIONS_FOR_ORDER = statement(
     .where(_VIEW.c.orderid == param("orderid", _VIEW.c.orderid))
     .order_by(_VIEW.c.sku),
 )
-_AVAILABILITY_COLUMNS = [_AVAILABILITY.c[n] for n in ("sku", "version", "backordered", "slots")]
+_AVAILABILITY_COLUMNS = [_AVAILABILITY.c[n] for n in AVAILABILITY_COLUMNS]
 AVAILABILITY = statement(
     "availability_of_skus",
     select(*_AVAILABILITY_COLUMNS).where(
         _AVAILABILITY.c.sku == any_(param("skus", ARRAY(String(orm.NAME_LENGTH))))
     ),
     select(*_AVAILABILITY_COLUMNS).where(
-        _AVAILABILITY.c.sku.in_(bindparam("p_skus", expanding=True))
+        _AVAILABILITY.c.sku.in_(param("skus", _AVAILABILITY.c.sku, expanding=True))
     ),
 )
 AVAILABILITY_OF_ONE = statement(
@@ -65,8 +65,6 @@ WAITING_LINES = statement(
     .order_by(_W.c.since, _W.c.id),
 )
 
-T = TypeVar("T")
-
 
 class SqlReadModel(AbstractReadModel):
     """Queries on an engine of autocommit connections (a read needs no transaction).
@@ -78,7 +76,8 @@ class SqlReadModel(AbstractReadModel):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._on_postgresql = engine.dialect.name == "postgresql"
+        self._run = self._prepared if engine.dialect.name == "postgresql" else self._portable
+        self._driver_error: Any = engine.dialect.loaded_dbapi.Error  # the driver's base error
 
     def allocations_for_order(self, orderid: str) -> list[dict[str, str]]:
         rows = self._rows(ALLOCATIONS_FOR_ORDER, {"orderid": orderid})
@@ -100,15 +99,10 @@ class SqlReadModel(AbstractReadModel):
         return [WaitingLine(orderid, qty, _utc(since)) for orderid, qty, since in rows]
 
     def _rows(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
-        run: Callable[[], list[Any]] = (
-            (lambda: self._prepared(query, params))
-            if self._on_postgresql
-            else (lambda: self._portable(query, params))
-        )
         try:
-            return run()
+            return self._run(query, params)
         except DatabaseUnavailable:
-            return run()
+            return self._run(query, params)
 
     def _portable(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
         try:
@@ -123,7 +117,7 @@ class SqlReadModel(AbstractReadModel):
 
     def _prepared(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
         """The driver's own cursor on a pooled connection: the hottest path of the service."""
-        driver_error = self._engine.dialect.loaded_dbapi.Error
+        driver_error = self._driver_error
         try:
             pooled = self._engine.raw_connection()
         except (sa_exc.DBAPIError, driver_error) as error:  # cannot connect at all

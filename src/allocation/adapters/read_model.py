@@ -8,14 +8,12 @@ from __future__ import annotations
 import functools
 import json
 from datetime import date
-from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from allocation.adapters import orm
-from allocation.adapters.statements import WriteBatch, param, statement
+from allocation.adapters.statements import WriteBatch, param, statement, upsert
 from allocation.domain.availability import Availability, Slot
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
@@ -29,16 +27,11 @@ _SKU = param("sku", _VIEW.c.sku)
 _BATCHREF = param("batchref", _VIEW.c.batchref)
 
 
-def _upsert(insert: Any) -> Any:
-    """INSERT … ON CONFLICT DO UPDATE, which PostgreSQL and SQLite both speak."""
-    new_row = insert(_VIEW).values(orderid=_ORDERID, sku=_SKU, batchref=_BATCHREF)
-    return new_row.on_conflict_do_update(
-        index_elements=[_VIEW.c.orderid, _VIEW.c.sku], set_={"batchref": new_row.excluded.batchref}
-    )
-
-
-VIEW_UPSERT = statement(
-    "upsert_allocation_view_row", _upsert(postgresql.insert), _upsert(sqlite.insert)
+VIEW_UPSERT = upsert(
+    "upsert_allocation_view_row",
+    _VIEW,
+    keys=("orderid", "sku"),
+    columns=("orderid", "sku", "batchref"),
 )
 VIEW_DELETE = statement(
     "delete_allocation_view_row",
@@ -48,22 +41,10 @@ VIEW_DELETE = statement(
 _AVAILABILITY = orm.availability_view
 
 
-def _availability_upsert(insert: Any) -> Any:
-    values = {
-        name: param(name, _AVAILABILITY.c[name])
-        for name in ("sku", "version", "backordered", "slots")
-    }
-    new_row = insert(_AVAILABILITY).values(**values)
-    return new_row.on_conflict_do_update(
-        index_elements=[_AVAILABILITY.c.sku],
-        set_={name: new_row.excluded[name] for name in ("version", "backordered", "slots")},
-    )
-
-
-AVAILABILITY_UPSERT = statement(
-    "upsert_availability_view_row",
-    _availability_upsert(postgresql.insert),
-    _availability_upsert(sqlite.insert),
+# The columns of an availability row, in the order `decode` takes them.
+AVAILABILITY_COLUMNS = ("sku", "version", "backordered", "slots")
+AVAILABILITY_UPSERT = upsert(
+    "upsert_availability_view_row", _AVAILABILITY, keys=("sku",), columns=AVAILABILITY_COLUMNS
 )
 
 
@@ -129,5 +110,5 @@ class SqlAlchemyAvailabilityView(AbstractAvailabilityView):
         self._writes.add(AVAILABILITY_DELETE, {"sku": sku})
 
     def all(self) -> dict[str, Availability]:
-        columns = [_AVAILABILITY.c[n] for n in ("sku", "version", "backordered", "slots")]
+        columns = [_AVAILABILITY.c[n] for n in AVAILABILITY_COLUMNS]
         return {row[0]: decode(*row) for row in self.session.execute(select(*columns))}

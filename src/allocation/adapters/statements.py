@@ -22,11 +22,10 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Executable,
-    TextClause,
+    Table,
     bindparam,
-    text,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -66,10 +65,10 @@ class Statement:
         """The values in the order the prepared statement takes them."""
         return [params[name] for name in _compiled(self).names]
 
-    def call_with_named_parameters(self) -> TextClause:
-        """The same call as a text() construct with ``:name`` parameters."""
+    def call_with_named_parameters(self) -> str:
+        """The same call with ``:name`` parameters, for a ``text()`` construct."""
         names = ", ".join(f":{name}" for name in _compiled(self).names)
-        return text(f"EXECUTE {self.name}({names})")
+        return f"EXECUTE {self.name}({names})"
 
 
 _REGISTRY: dict[str, Statement] = {}
@@ -84,9 +83,30 @@ def bound(params: Mapping[str, Any]) -> dict[str, Any]:
     return {_PREFIX + name: value for name, value in params.items()}
 
 
-def param(name: str, type_: Any) -> BindParameter[Any]:
-    """A statement's parameter ``name``, of a column's type (or a type)."""
-    return bindparam(_PREFIX + name, type_=getattr(type_, "type", type_))
+def param(name: str, type_: Any, expanding: bool = False) -> BindParameter[Any]:
+    """A statement's parameter ``name``, of a column's type (or a type); ``expanding``
+    for a list in ``IN (…)``."""
+    return bindparam(_PREFIX + name, type_=getattr(type_, "type", type_), expanding=expanding)
+
+
+def columns_as_params(table: Table, names: Sequence[str]) -> dict[str, BindParameter[Any]]:
+    """``{column: param(column)}`` for the named columns of ``table``: a row given by
+    parameters named like its columns."""
+    return {name: param(name, table.c[name]) for name in names}
+
+
+def upsert(name: str, table: Table, keys: Sequence[str], columns: Sequence[str]) -> Statement:
+    """Registers ``INSERT … ON CONFLICT (keys) DO UPDATE`` of the other ``columns``,
+    which PostgreSQL and SQLite both speak (each with its own construct)."""
+
+    def build(insert: Any) -> Any:
+        new_row = insert(table).values(**columns_as_params(table, columns))
+        return new_row.on_conflict_do_update(
+            index_elements=[table.c[key] for key in keys],
+            set_={column: new_row.excluded[column] for column in columns if column not in keys},
+        )
+
+    return statement(name, build(postgresql.insert), build(sqlite.insert))
 
 
 def statement(name: str, construct: Executable, elsewhere: Executable | None = None) -> Statement:
@@ -169,9 +189,6 @@ class WriteBatch:
 
     def __init__(self) -> None:
         self._writes: list[_Write] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._writes)
 
     def add(self, statement: Statement, params: Mapping[str, Any]) -> None:
         self._writes.append(_Write(statement, params, checked=False))
