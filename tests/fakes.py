@@ -330,8 +330,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
             self.store.conflicts_to_raise -= 1
             raise ConcurrencyConflict("fake")
         for change in changes:
-            if change.rows_changed:
-                store_changes(self._products, change)
+            store_changes(self._products, change)
         self.store.products = copy.deepcopy(self._products)
         self.store.view = dict(self._view)
         self.store.availability = dict(self._availability)

@@ -124,10 +124,9 @@ class SqlAlchemyRepository(AbstractRepository):
         return found
 
     def write_changes(self, changes: Sequence[ProductChanges], writes: WriteBatch) -> None:
-        """Queues the rows that changed since the products were read (or added)."""
+        """Queues the rows of the changed products (added, or changed since read)."""
         for change in changes:
-            if change.rows_changed:
-                _write(change, writes)
+            _write(change, writes)
 
     def allocation_rows(self) -> set[AllocationRow]:
         query = select(_A.c.orderid, _A.c.sku, _B.c.reference).join(_B, _B.c.id == _A.c.batch_id)
@@ -223,7 +222,7 @@ def _built(mapper: Mapper[Any], load: _Load | None, prefix: str | None) -> Execu
     statements = [sql.WAITING_LINES] if load is None else [load.lock, load.rows]
     rows = statements[-1]
     if prefix is not None:
-        call = prefix + "; ".join(s.call_with_named_parameters().text for s in statements)
+        call = prefix + "; ".join(s.call_with_named_parameters() for s in statements)
         # Matched to the columns by position: the prepared statement selects these.
         columns = rows.construct.selected_columns  # type: ignore[attr-defined]
         source: Any = text(call).columns(*columns)

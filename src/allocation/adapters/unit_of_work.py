@@ -78,13 +78,11 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
     def _commit(self, changes: Sequence[ProductChanges]) -> None:
         assert self.connection is not None, "use the Unit of Work as a context manager"
-        try:
-            self._repository.write_changes(changes, self._writes)
-            if not self._writes.send(self.connection):
-                raise ConcurrencyConflict("version changed")
-            self.connection.commit()
-        except sa_exc.DBAPIError as error:
-            raise _translated(error) from error
+        # A driver error gets the domain's name as it leaves the `with` block (__exit__).
+        self._repository.write_changes(changes, self._writes)
+        if not self._writes.send(self.connection):
+            raise ConcurrencyConflict("version changed")
+        self.connection.commit()
 
     def _rollback(self) -> None:
         if self.connection is not None and self.connection.in_transaction():

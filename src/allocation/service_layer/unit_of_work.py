@@ -57,10 +57,9 @@ class AbstractUnitOfWork(abc.ABC):
         new_events = [event for product in self.products.seen for event in product.events]
         for event in new_events:
             self._record(event)
-        changes = self.products.changes()
+        changes = [change for change in self.products.changes() if change.rows_changed]
         for change in changes:
-            if change.rows_changed:
-                self.availability_view.put(change.product.availability())
+            self.availability_view.put(change.product.availability())
         self._commit(changes)
         for product in self.products.seen:
             product.events.clear()
@@ -86,8 +85,9 @@ class AbstractUnitOfWork(abc.ABC):
 
     @abc.abstractmethod
     def _commit(self, changes: Sequence[ProductChanges]) -> None:
-        """Makes the change durable, the products' ``changes`` with the rest; raises
-        ConcurrencyConflict if another change won."""
+        """Makes the change durable, the changed products' rows (``changes``, only
+        those whose rows changed) with the rest; raises ConcurrencyConflict if
+        another change won."""
 
     @abc.abstractmethod
     def _rollback(self) -> None: ...
