@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -31,13 +31,18 @@ class AbstractRepository(abc.ABC):
     """
 
     def __init__(self) -> None:
-        self.seen: set[model.Product] = set()
+        # Every product handed out (or added), in that order, and how it was read
+        # (None: added).
         self._as_read: dict[model.Product, ProductAsRead | None] = {}
+
+    @property
+    def seen(self) -> KeysView[model.Product]:
+        """The products handed out or added in this Unit of Work, in that order."""
+        return self._as_read.keys()
 
     def add(self, product: model.Product) -> None:
         """A new product, stored at commit."""
         self._add(product)
-        self.seen.add(product)
         self._as_read[product] = None
 
     def get(self, sku: str) -> model.Product | None:
@@ -68,9 +73,8 @@ class AbstractRepository(abc.ABC):
 
     def _track(self, product: model.Product | None, with_lines: bool) -> model.Product | None:
         if product is not None:
-            if product in self.seen:
+            if product in self._as_read:
                 raise RuntimeError(f"product {product.sku} was loaded twice in one Unit of Work")
-            self.seen.add(product)
             self._as_read[product] = ProductAsRead.of(product, with_lines)
         return product
 

@@ -33,7 +33,6 @@ class ProductAsRead:
     version: int
     batches: dict[str, BatchAsRead]
     waiting: frozenset[WaitingAsRead]  # the backorders the load read
-    backordered_quantity: int
 
     @classmethod
     def of(cls, product: model.Product, with_lines: bool) -> ProductAsRead:
@@ -48,7 +47,6 @@ class ProductAsRead:
                 for batch in product.batches
             },
             _waiting(product),
-            product.backordered_quantity,
         )
 
 
