@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import redis
 from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
 
 from allocation.adapters import database, metrics, orm
 from allocation.adapters.health import ReadinessProbe
@@ -20,7 +19,7 @@ from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, events
-from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
+from allocation.domain.exceptions import SchemaNotMigrated
 from allocation.service_layer import handlers, inbound
 from allocation.service_layer.messagebus import Handler, MessageBus, UnitOfWorkFactory
 from allocation.service_layer.ports import (
@@ -38,7 +37,7 @@ def bootstrap(
 ) -> MessageBus:
     """Builds the bus; anything not passed in is built from the settings."""
     if uow_factory is None:
-        uow_factory = sqlalchemy_uow_factory(make_engine(settings))
+        uow_factory = make_uow_factory(settings)
     if notifications is None:
         notifications = make_notifications(settings)
     return MessageBus(
@@ -89,29 +88,28 @@ def api(settings: Settings) -> Api:
     uow_factory = sqlalchemy_uow_factory(engine)
     bus = bootstrap(settings, uow_factory=uow_factory)
     # Reads need no transaction: a pool of autocommit connections of their own.
-    reads = database.make_engine(
-        settings.database_url, autocommit=True, statement_timeout_ms=settings.statement_timeout_ms
-    )
-    read_model = SqlReadModel(reads)
+    read_model = SqlReadModel(make_engine(settings, autocommit=True))
     redis_client = None if settings.redis_url is None else make_redis(settings.redis_url)
     return Api(bus, uow_factory, read_model, ReadinessProbe(engine, redis_client).check)
 
 
-def uow_factory(settings: Settings) -> UnitOfWorkFactory:
-    """Units of Work on the configured database, for work that is not the bus's."""
+def make_uow_factory(settings: Settings) -> UnitOfWorkFactory:
+    """Units of Work on the configured database (also for work that is not the bus's)."""
     return sqlalchemy_uow_factory(make_engine(settings))
 
 
 def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> inbound.Inbox:
     """The inbound-message use case: the bus applies, the Unit of Work dead-letters."""
-    factory = uow_factory(settings)
+    factory = make_uow_factory(settings)
     bus = bootstrap(settings, uow_factory=factory)
     return inbound.Inbox(bus, factory, parse, settings.consumer_max_attempts, stop)
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, autocommit: bool = False) -> Engine:
     return database.make_engine(
-        settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+        settings.database_url,
+        autocommit=autocommit,
+        statement_timeout_ms=settings.statement_timeout_ms,
     )
 
 
@@ -168,8 +166,6 @@ def schema_problem(settings: Settings) -> SchemaNotMigrated | None:
     engine = database.make_engine(settings.database_url)
     try:
         return database.schema_problem(engine)
-    except sa_exc.DBAPIError as error:
-        raise DatabaseUnavailable(str(error.orig).strip()) from error
     finally:
         engine.dispose()
 

@@ -18,10 +18,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from allocation.adapters import orm
-from allocation.domain.exceptions import SchemaNotMigrated
+from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().with_name("migrations")
 
@@ -69,10 +68,9 @@ def make_engine(
     return engine
 
 
-def is_postgresql(session: Session | Connection) -> bool:
+def is_postgresql(connection: Connection) -> bool:
     """Whether the database is PostgreSQL (some statements exist only there)."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    return bind.dialect.name == "postgresql"
+    return connection.dialect.name == "postgresql"
 
 
 def is_unavailable(error: sa_exc.DBAPIError) -> bool:
@@ -154,13 +152,18 @@ def shown_url(engine: Engine) -> str:
 
 def schema_problem(engine: Engine) -> SchemaNotMigrated | None:
     """None when the schema is at this code's head; else what is wrong. A SQLite
-    file that does not exist is reported, not created."""
+    file that does not exist is reported, not created. Raises DatabaseUnavailable
+    when the database cannot be reached."""
     where = shown_url(engine)
     path = engine.url.database
     is_file = engine.url.get_backend_name() == "sqlite" and path and path != ":memory:"
     if is_file and not Path(str(path)).exists():
         return SchemaNotMigrated(f"no database file {Path(str(path)).resolve()}", where)
-    current, head = current_revision(engine), head_revision()
+    try:
+        current = current_revision(engine)
+    except sa_exc.DBAPIError as error:
+        raise DatabaseUnavailable(str(error.orig).strip()) from error
+    head = head_revision()
     if current == head:
         return None
     state = "empty" if current is None else f"at revision {current}, this code needs {head}"

@@ -23,6 +23,7 @@ from allocation.entrypoints import relay as relay_process
 from allocation.service_layer import dead_letters, read_model
 from allocation.service_layer import relay as outbox_relay
 from allocation.service_layer.inbound import Outcome, Rejected
+from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 logger = logging.getLogger("allocation")
 
@@ -51,6 +52,11 @@ def _migrated_settings() -> Settings:
     settings = _settings()
     bootstrap.require_migrated(settings)
     return settings
+
+
+def _unit_of_work() -> AbstractUnitOfWork:
+    """A Unit of Work on the configured database, once it is known to be migrated."""
+    return bootstrap.make_uow_factory(_migrated_settings())()
 
 
 def _one_line_errors(command: F) -> F:
@@ -201,7 +207,7 @@ def relay(metrics_port: int | None) -> None:
 def outbox(as_json: bool) -> None:
     """Show the outbox backlog: unsent messages and the age of the oldest."""
 
-    backlog = outbox_relay.backlog(bootstrap.uow_factory(_migrated_settings())())
+    backlog = outbox_relay.backlog(_unit_of_work())
     age = None if backlog.oldest is None else (datetime.now(UTC) - backlog.oldest).total_seconds()
     if as_json:
         click.echo(json.dumps({"unsent": backlog.unsent, "oldest_age_seconds": age}))
@@ -223,7 +229,7 @@ def dead_letters_group() -> None:
 def dead_letters_list(include_redriven: bool, as_json: bool) -> None:
     """List dead letters, oldest first."""
 
-    letters = dead_letters.listing(bootstrap.uow_factory(_migrated_settings())(), include_redriven)
+    letters = dead_letters.listing(_unit_of_work(), include_redriven)
     if not letters and not as_json:
         click.echo("no dead letters" + ("" if include_redriven else " (--all: re-driven ones too)"))
     for letter in letters:
@@ -277,6 +283,6 @@ def rebuild_views() -> None:
     """Rebuild allocations_view and availability_view from the batches, allocations
     and backorders, in one transaction, and report what was corrected."""
 
-    report = read_model.rebuild_views(bootstrap.uow_factory(_migrated_settings())())
+    report = read_model.rebuild_views(_unit_of_work())
     click.echo(f"allocations_view: {report.allocations}")
     click.echo(f"availability_view: {report.availability}")
