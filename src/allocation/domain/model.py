@@ -207,15 +207,15 @@ class Product:
         held = self._holding(line)
         if held is not None:
             return held
-        with self._change() as change:
-            batch = self._best_batch(line)
+        batch = self._best_batch(line)
+        if batch is None and not backorder:  # refused: nothing changes, no new version
+            self.events.append(events.OutOfStock(line.sku))
+            return Allocation(None)
+        with self._change():
             if batch is not None:
                 self._put(line, batch)
                 return Allocation(batch.reference)
             self.events.append(events.OutOfStock(line.sku))
-            if not backorder:
-                change.cancel()
-                return Allocation(None)
             self._wait(Backorder.of(line))
             return Allocation(None, backordered=True)
 
@@ -252,15 +252,14 @@ class Product:
             return release
 
     def _release(self, orderid: str) -> Release:
-        for batch in self.batches:
-            line = batch.line_for_order(orderid)
-            if line is not None:
-                batch.deallocate(line)
-                ref = batch.reference
-                self.events.append(
-                    events.Deallocated(line.orderid, line.sku, line.qty, ref, "cancelled")
-                )
-                return Release(line, ref)
+        allocated = self._allocated_line(orderid)
+        if allocated is not None:
+            batch, line = allocated
+            batch.deallocate(line)
+            ref = batch.reference
+            cancelled = events.Deallocated(line.orderid, line.sku, line.qty, ref, "cancelled")
+            self.events.append(cancelled)
+            return Release(line, ref)
         waiting = self._backorder_of(orderid)
         if waiting is None:
             raise UnknownLine(orderid, self.sku)
@@ -269,12 +268,11 @@ class Product:
         return Release(waiting.line, None)
 
     def _holding(self, line: OrderLine) -> Allocation | None:
-        for batch in self.batches:
-            allocated = batch.line_for_order(line.orderid)
-            if allocated is None:
-                continue
-            if allocated != line:
-                raise LineConflict(line.orderid, line.sku, allocated.qty)
+        allocated = self._allocated_line(line.orderid)
+        if allocated is not None:
+            batch, held = allocated
+            if held != line:
+                raise LineConflict(line.orderid, line.sku, held.qty)
             return Allocation(batch.reference)
         waiting = self._backorder_of(line.orderid)
         if waiting is None:
@@ -282,6 +280,14 @@ class Product:
         if waiting.line != line:
             raise LineConflict(line.orderid, line.sku, waiting.qty)
         return Allocation(None, backordered=True)
+
+    def _allocated_line(self, orderid: str) -> tuple[Batch, OrderLine] | None:
+        """The order's allocated line and its batch, if it has one."""
+        for batch in self.batches:
+            line = batch.line_for_order(orderid)
+            if line is not None:
+                return batch, line
+        return None
 
     def _best_batch(self, line: OrderLine) -> Batch | None:
         return next((b for b in sorted(self.batches) if b.can_allocate(line)), None)
@@ -313,25 +319,14 @@ class Product:
                 self._put(line, batch)
 
     @contextmanager
-    def _change(self) -> Iterator[_Change]:
+    def _change(self) -> Iterator[None]:
         """One change: the version moves once, and a sell-out or a return to stock is
         announced once, from the stock before and after."""
         before = self.available_quantity
-        change = _Change()
-        yield change
-        if change.cancelled:
-            return
+        yield
         self.version_number += 1
         after = self.available_quantity
         if before > 0 and after == 0:
             self.events.append(events.SoldOut(self.sku))
         elif before == 0 and after > 0:
             self.events.append(events.BackInStock(self.sku, after))
-
-
-class _Change:
-    cancelled = False
-
-    def cancel(self) -> None:
-        """Nothing changed after all (a refused line): no new version."""
-        self.cancelled = True
