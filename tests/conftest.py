@@ -15,7 +15,7 @@ from tests.fakes import FakeNotifications, FakeReadModel, FakeStore, FakeUnitOfW
 from tests.servers import PostgresServer, RedisServer
 
 # Every variable the service reads, from the settings themselves: none can be missed.
-_SERVICE_VARIABLES = tuple(str(f.validation_alias) for f in Settings.model_fields.values())
+_SERVICE_VARIABLES = Settings.variables()
 
 # Captured before the autouse fixture below clears them: point the suite at
 # running servers with DATABASE_URL / REDIS_URL instead of throwaway ones.

@@ -76,9 +76,14 @@ class Settings(BaseModel):
     consumer_claim_idle_ms: Count = Field(default=30_000, validation_alias="CONSUMER_CLAIM_IDLE_MS")
 
     @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """Every environment variable the service reads, in declaration order."""
+        return tuple(str(field.validation_alias) for field in cls.model_fields.values())
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """The settings the environment sets; unset and blank variables keep the default."""
-        variables = {field.validation_alias for field in cls.model_fields.values()}
+        variables = set(cls.variables())
         given = {
             name: value if name in VERBATIM else value.strip()
             for name, value in environ.items()

@@ -27,7 +27,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 # The binary itself: the package's `docker-compose` script always exits 0.
 COMPOSE = str(files("compose").joinpath("docker-compose"))
 IMAGE = "allocation:latest"
-VARIABLES = sorted(str(field.validation_alias) for field in Settings.model_fields.values())
+VARIABLES = sorted(Settings.variables())
 # Set by the compose file itself; every other setting is passed through from the host.
 SET_BY_COMPOSE = {"DATABASE_URL", "DATABASE_PASSWORD", "REDIS_URL"}
 
