@@ -15,7 +15,6 @@ RESULTS = BENCH / "results"
 WRK_DIR = BENCH / "wrk"
 PGBENCH_DIR = BENCH / "pgbench"
 DB_NAME = "allocation_bench"
-PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
 MAX_QTY = 1_000_000_000
 
 DESCRIPTION = "Benchmark of the allocation service as it ships, in one command."

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness.config import DB_NAME, PG_BIN_DIRS, PGBENCH_DIR, WRK_DIR
-from tests.servers import pdeathsig_preexec
+from bench.harness.config import DB_NAME, PGBENCH_DIR, WRK_DIR
+from tests.servers import PG_BIN_DIRS, pdeathsig_preexec
 
 
 def find_wrk() -> str | None:
@@ -37,6 +37,13 @@ def pct(values: list[float], p: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def allocate_args(
+    threads: int, order_prefix: str, sku_prefix: str, skus: int | str, count: int | str = 0
+) -> list[str]:
+    """allocate.lua's arguments (its header says what each means)."""
+    return [str(threads), order_prefix, sku_prefix, str(skus), str(count)]
 
 
 @dataclass

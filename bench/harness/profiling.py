@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.harness.config import ROOT
 from bench.harness.context import Run
+from bench.harness.loadgen import allocate_args
 from tests.servers import pdeathsig_preexec
 
 
@@ -52,7 +53,7 @@ def _record(run: Run, pyspy: str, mode: str, flags: list[str], raw: Path) -> Non
     load = run.wrk().run(
         run.port,
         "allocate.lua",
-        [str(c.wrk_threads), f"prof-{mode}-", "long-sku-", str(c.skus), "0"],
+        allocate_args(c.wrk_threads, f"prof-{mode}-", "long-sku-", c.skus, 0),
         duration=c.profile_seconds + 1,
         label=f"profile-{mode}",
     )

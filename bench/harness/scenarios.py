@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.harness.context import Run
 from bench.harness.httpclient import Client
-from bench.harness.loadgen import pct
+from bench.harness.loadgen import allocate_args, pct
 from bench.harness.measure import Row, interleaved, measured
 from bench.harness.seeding import add_batches, seed_growth
 
@@ -32,7 +32,7 @@ def allocate(run: Run) -> None:
         lambda: run.wrk().run(
             run.port,
             "allocate.lua",
-            [str(c.wrk_threads), "alloc-", "alloc-sku-", str(c.skus), "0"],
+            allocate_args(c.wrk_threads, "alloc-", "alloc-sku-", c.skus, 0),
             duration=c.duration,
             label="allocate",
         ),
@@ -115,7 +115,7 @@ def hot(run: Run) -> None:
         lambda: run.wrk().run(
             run.port,
             "allocate.lua",
-            [str(c.wrk_threads), "hot-", "hot-sku-", "1", "0"],
+            allocate_args(c.wrk_threads, "hot-", "hot-sku-", 1, 0),
             duration=c.duration,
             label="hot",
         ),
@@ -288,7 +288,7 @@ def long(run: Run) -> None:
         lambda: run.wrk().run(
             run.port,
             "allocate.lua",
-            [str(c.wrk_threads), "long-", "long-sku-", str(c.skus), str(n)],
+            allocate_args(c.wrk_threads, "long-", "long-sku-", c.skus, n),
             count=n,
             label="long",
         ),

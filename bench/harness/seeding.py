@@ -9,6 +9,7 @@ from typing import Any
 from bench.harness.config import MAX_QTY, NEED_READ_ORDERS
 from bench.harness.context import Run
 from bench.harness.httpclient import Client
+from bench.harness.loadgen import allocate_args
 
 
 def add_batches(port: int, batches: list[dict[str, Any]]) -> None:
@@ -56,7 +57,7 @@ def _seed_read_orders(run: Run) -> None:
     result = run.wrk().run(
         run.port,
         "allocate.lua",
-        [str(c.wrk_threads), "read-", "read-sku-", str(c.skus), str(c.read_orders)],
+        allocate_args(c.wrk_threads, "read-", "read-sku-", c.skus, c.read_orders),
         count=c.read_orders,
         label="seed-read",
     )
@@ -84,7 +85,7 @@ def seed(run: Run) -> None:
         run.wrk().run(
             run.port,
             "allocate.lua",
-            [str(c.wrk_threads), "warm-", "long-sku-", str(c.skus), "0"],
+            allocate_args(c.wrk_threads, "warm-", "long-sku-", c.skus, 0),
             duration=3,
             label="warmup",
         )

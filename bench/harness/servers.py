@@ -11,6 +11,8 @@ from typing import Any
 from bench.harness import appservers
 from bench.harness.config import Config
 from bench.harness.context import Run
+from bench.harness.figures import api_cpu_us
+from bench.harness.loadgen import allocate_args
 from bench.harness.measure import measure, ms
 from tests.servers import free_port
 
@@ -82,13 +84,12 @@ def _paths(run: Run, server: Server, app: str) -> list[tuple[str, str, list[str]
     if app == "ceiling":
         return [("ceiling", *read)]
     # Unique order ids per server (and per run: the database is new each run).
-    allocate_args = [str(c.wrk_threads), f"srv-{server.key}-", "alloc-sku-", str(c.skus), "0"]
-    return [("read", *read), ("allocate", "allocate.lua", allocate_args)]
+    allocating = allocate_args(c.wrk_threads, f"srv-{server.key}-", "alloc-sku-", c.skus, 0)
+    return [("read", *read), ("allocate", "allocate.lua", allocating)]
 
 
 def _row(server: Server, app: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
     lat = result["latency_ms"]
-    requests = max(1, result.get("requests") or 1)
     return {
         "server": server.label,
         "key": server.key,
@@ -100,7 +101,7 @@ def _row(server: Server, app: str, path: str, result: dict[str, Any]) -> dict[st
         "p99_ms": lat.get("p99"),
         "non_2xx": result.get("non_2xx"),
         "socket_errors": result.get("socket_errors"),
-        "api_cpu_us_per_request": round(result["cpu_s"]["api"] * 1e6 / requests, 1),
+        "api_cpu_us_per_request": api_cpu_us(result),
         "accept_queue": result.get("accept_queue"),
         "statuses": result.get("statuses"),
         "error_messages": result.get("error_messages"),
