@@ -26,7 +26,12 @@ _ANNOTATIONS = frozenset({"title", "description", "examples", "default"})
 
 def current() -> dict[str, dict[str, Any]]:
     """Each channel's message schema, by direction, from the AsyncAPI document."""
-    spec = asyncapi.build_spec()
+    return payload_schemas(asyncapi.build_spec())
+
+
+def payload_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each channel's message schema, by direction ("published", "consumed"), from
+    an AsyncAPI document (built here, or as the API serves it)."""
     found: dict[str, dict[str, Any]] = {"published": {}, "consumed": {}}
     for operation in spec["operations"].values():
         channel = operation["channel"]["$ref"].rsplit("/", 1)[1]

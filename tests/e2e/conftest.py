@@ -44,8 +44,7 @@ class Service:
         def started() -> bool:
             if process.poll() is not None:
                 raise AssertionError(
-                    f"{self.args} exited with {process.returncode} during startup:\n"
-                    f"{self.output()[-3000:]}"
+                    f"{self.args} exited with {process.returncode} during startup:\n{self.tail()}"
                 )
             return self._ready(ready, offset)
 
@@ -190,6 +189,14 @@ def publisher(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+def metric_total(metrics_url: str, prefix: str) -> tuple[float, str]:
+    """The sum of the samples whose line starts with ``prefix`` in one /metrics answer
+    (every worker's, summed by the server), and the answer."""
+    text = requests.get(f"{metrics_url}/metrics", timeout=10).text
+    lines = text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix)), text
 
 
 def unique(prefix: str) -> str:

@@ -9,7 +9,7 @@ import redis
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import Service, run_cli, start_consumer, unique
+from tests.e2e.conftest import Service, metric_total, run_cli, start_consumer, unique
 from tests.e2e.test_api import Subscriber, add_batch, allocate
 from tests.servers import RedisServer
 from tests.waiting import wait_until
@@ -204,11 +204,8 @@ def test_a_dead_letter_is_redriven_once_its_cause_is_fixed(
 
 
 def consumer_metric(consumer: Service, outcome: str) -> float:
-    text = requests.get(f"{consumer.metrics_url}/metrics", timeout=10).text
     prefix = f'allocation_consumer_messages_total{{outcome="{outcome}"}}'
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
+    return metric_total(consumer.metrics_url, prefix)[0]
 
 
 def test_the_consumer_counts_what_it_did_on_its_metrics_port(

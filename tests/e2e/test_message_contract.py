@@ -11,22 +11,17 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from tests.e2e.conftest import Service, unique
 from tests.e2e.test_api import Subscriber, add_batch
+from tests.message_contract import payload_schemas
 from tests.waiting import wait_until
 
 
 def described_payloads(api: Service) -> dict[str, Draft7Validator]:
     """Each published channel's payload schema, from the document the API serves."""
     spec = requests.get(f"{api.url}/asyncapi.json", timeout=10).json()
-    validators = {}
-    for operation in spec["operations"].values():
-        if operation["action"] != "send":
-            continue
-        channel = operation["channel"]["$ref"].rsplit("/", 1)[1]
-        [ref] = spec["channels"][channel]["messages"].values()
-        message = spec["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
-        schema = spec["components"]["schemas"][message["payload"]["$ref"].rsplit("/", 1)[1]]
-        validators[channel] = Draft7Validator(schema, format_checker=FormatChecker())
-    return validators
+    return {
+        channel: Draft7Validator(schema, format_checker=FormatChecker())
+        for channel, schema in payload_schemas(spec)["published"].items()
+    }
 
 
 def post(api: Service, path: str, body: dict[str, Any]) -> requests.Response:

@@ -9,7 +9,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.e2e.conftest import Service, run_cli, start_relay, unique
+from tests.e2e.conftest import Service, metric_total, run_cli, start_relay, unique
 from tests.e2e.test_api import add_batch, allocate
 from tests.waiting import wait_until
 
@@ -25,13 +25,7 @@ def test_ready_checks_database_redis_and_migrations(api: Service) -> None:
 
 def allocations_counted(api: Service) -> tuple[float, str]:
     """allocation_allocations_total as one /metrics answer reports it, and the answer."""
-    text = requests.get(f"{api.url}/metrics", timeout=10).text
-    total = sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("allocation_allocations_total")
-    )
-    return total, text
+    return metric_total(api.url, "allocation_allocations_total")
 
 
 def test_metrics_add_up_across_workers(api: Service) -> None:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
 
 from tests.e2e.conftest import Service, start_consumer, unique
 from tests.e2e.test_api import add_batch
-from tests.e2e.test_consumer import purchased_quantity
+from tests.e2e.test_consumer import consumer_metric, purchased_quantity
 from tests.servers import free_port
 from tests.waiting import wait_until
 
@@ -33,14 +32,7 @@ def second_consumer(
 
 def handled(consumer: Service) -> float:
     """Every message the consumer finished with, whatever became of it."""
-    text = requests.get(f"{consumer.metrics_url}/metrics", timeout=10).text
-    counted = 0.0
-    for outcome in OUTCOMES:
-        prefix = f'allocation_consumer_messages_total{{outcome="{outcome}"}}'
-        counted += sum(
-            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-        )
-    return counted
+    return sum(consumer_metric(consumer, outcome) for outcome in OUTCOMES)
 
 
 def test_stream_changes_read_by_two_consumers_end_at_the_last(

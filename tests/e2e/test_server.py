@@ -162,9 +162,9 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
         try:
             exit_code = api.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 10s after its last request:\n{api.output()[-3000:]}")
-        assert exit_code == 0, api.output()[-3000:]
-        assert time.monotonic() - released < 5, api.output()[-3000:]
+            pytest.fail(f"still running 10s after its last request:\n{api.tail()}")
+        assert exit_code == 0, api.tail()
+        assert time.monotonic() - released < 5, api.tail()
 
         with watcher.cursor() as cursor:
             cursor.execute("SELECT batchref FROM allocations_view WHERE orderid = %s", (orderid,))
@@ -213,7 +213,7 @@ def get_health(api: Service, request_id: str) -> requests.Response:
     except requests.RequestException as error:
         pytest.fail(
             f"GET /health {request_id} failed after {time.monotonic() - started:.2f}s: "
-            f"{error!r}\n{api.output()[-3000:]}"
+            f"{error!r}\n{api.tail()}"
         )
     assert response.status_code == 200, response.text
     assert response.headers["X-Request-ID"] == request_id
@@ -243,7 +243,7 @@ def test_a_killed_worker_is_replaced_and_the_api_keeps_answering(own_api: Servic
         return now if len(now) == 2 and victim not in now else None
 
     now = wait_until("a replacement worker serving", replaced, timeout=15, detail=api.tail)
-    assert process.poll() is None, api.output()[-3000:]
+    assert process.poll() is None, api.tail()
     (newcomer,) = now - workers
     output = api.output()
     assert "Unexpected exit from worker" in output and "Respawning worker" in output, output
@@ -259,7 +259,7 @@ def test_a_killed_worker_is_replaced_and_the_api_keeps_answering(own_api: Servic
 
     wait_until("a request answered by the new worker", newcomer_answered, timeout=10)
     assert set(answering_pids(api, during + after).values()) <= workers | {newcomer}
-    assert api.stop() == 0, api.output()[-3000:]
+    assert api.stop() == 0, api.tail()
 
 
 def test_slow_clients_do_not_hold_a_worker(e2e_environment: dict[str, str], api_log: Path) -> None:
