@@ -18,11 +18,10 @@ from typing import Any
 from flask import Flask, Response, jsonify
 
 from allocation.config import Settings
+from allocation.entrypoints.server import AppFactory
 
 ROUTE = "/allocations/<path:orderid>"
 CONSTANT = [{"sku": "SKU", "batchref": "BATCH"}]
-
-AppFactory = Callable[[Settings], Flask]
 
 
 def _constant_route(app: Flask) -> None:
