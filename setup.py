@@ -24,5 +24,5 @@ setup(
         # Only for its Swagger UI files, which the /docs page serves.
         "flask-swagger-ui>=5.21,<6",
     ],
-    entry_points={"console_scripts": ["allocation=allocation.entrypoints.cli:main"]},
+    entry_points={"console_scripts": ["allocation=allocation.entrypoints.cli.commands:main"]},
 )

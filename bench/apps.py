@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 
 from allocation.config import Settings
-from allocation.entrypoints.server import AppFactory
+from allocation.entrypoints.cli.server import AppFactory
 
 ROUTE = "/allocations/<path:orderid>"
 CONSTANT = [{"sku": "SKU", "batchref": "BATCH"}]
@@ -31,7 +31,7 @@ def _constant_route(app: Flask) -> None:
 
 
 def _validating_route(app: Flask) -> None:
-    from allocation.entrypoints.schemas import parse_orderid
+    from allocation.entrypoints.api.schemas import parse_orderid
 
     @app.get(ROUTE)
     def allocations(orderid: str) -> Response:
@@ -53,7 +53,7 @@ def _pieces_app(
     metrics: bool = False,
     validation: bool = False,
 ) -> Flask:
-    from allocation.entrypoints import observability
+    from allocation.entrypoints.api import observability
 
     app = Flask("ceiling")
     observability.install(app, observability.Pieces(request_ids, access_log, metrics))
@@ -96,7 +96,7 @@ def ceiling_db(settings: Settings) -> Flask:
 
 def service(settings: Settings) -> Flask:
     """The real service's app, as `allocation api` builds it."""
-    from allocation.entrypoints.flask_app import create_app
+    from allocation.entrypoints.api.app import create_app
 
     return create_app(settings)
 
@@ -128,7 +128,7 @@ class LazyApp:
         self._lock = threading.Lock()
 
     def _build(self) -> Flask:
-        from allocation.entrypoints import logging_config
+        from allocation.entrypoints.cli import logging_config
 
         settings = Settings.from_env(os.environ)
         # As `allocation api` does before serving: the access log is INFO lines.

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from allocation.entrypoints import server  # noqa: E402
+from allocation.entrypoints.cli import server  # noqa: E402
 from bench.apps import FACTORIES  # noqa: E402
 
 
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from allocation.config import Settings
-    from allocation.entrypoints import logging_config
-    from allocation.entrypoints.server import serve
+    from allocation.entrypoints.cli import logging_config
+    from allocation.entrypoints.cli.server import serve
 
     settings = Settings.from_env(os.environ)
     logging_config.configure(settings.log_level, settings.log_format)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from allocation.entrypoints import asyncapi
+from allocation.entrypoints.workers import asyncapi
 
 SNAPSHOT = Path(__file__).with_name("contracts") / "messages.json"
 

@@ -83,7 +83,7 @@ IMPORTS_EVERYTHING_FIRST = [
     sys.executable,
     "-c",
     "import sys, prometheus_client, allocation.adapters.metrics, allocation.bootstrap\n"
-    "from allocation.entrypoints.cli import main\n"
+    "from allocation.entrypoints.cli.commands import main\n"
     "main(sys.argv[1:])",
 ]
 

@@ -26,7 +26,7 @@ from allocation import bootstrap
 from allocation.adapters import database, orm
 from allocation.adapters.outbox_wakeup import PostgresWakeup
 from allocation.config import Settings
-from allocation.entrypoints.flask_app import create_app
+from allocation.entrypoints.api.app import create_app
 
 
 def schema_differences(engine: Engine) -> list[object]:

@@ -12,8 +12,8 @@ from pydantic_asyncapi import AsyncAPI
 
 from allocation.config import Settings
 from allocation.domain import events
-from allocation.entrypoints import asyncapi, schemas
-from allocation.entrypoints.flask_app import create_app
+from allocation.entrypoints.api.app import create_app
+from allocation.entrypoints.workers import asyncapi, messages
 from allocation.service_layer.messages import CHANNELS, INBOUND_CHANNEL, to_message
 from tests import message_contract
 from tests.conftest import FakeService
@@ -82,12 +82,13 @@ def test_the_consumed_schema_is_the_consumers_validation() -> None:
     schema = payload_schema(INBOUND_CHANNEL)
     Draft7Validator.check_schema(schema)
     assert (
-        schema["properties"] == schemas.ChangeBatchQuantityMessage.model_json_schema()["properties"]
+        schema["properties"]
+        == messages.ChangeBatchQuantityMessage.model_json_schema()["properties"]
     )
     [message] = SPEC["channels"][INBOUND_CHANNEL]["messages"].values()
     [example] = resolve(message["$ref"])["examples"]
     Draft7Validator(schema).validate(example["payload"])
-    command = schemas.parse_change_batch_quantity(json.dumps(example["payload"]), None, None)
+    command = messages.parse_change_batch_quantity(json.dumps(example["payload"]), None, None)
     assert (command.ref, command.qty) == ("batch-001", 10)
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from allocation.adapters import orm
-from allocation.entrypoints.cli import main
+from allocation.entrypoints.cli.commands import main
 from tests.unit.test_config import MALFORMED
 
 # click cuts a command's summary in its group's listing at this many characters.

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from allocation import bootstrap
 from allocation.config import Settings
-from allocation.entrypoints.flask_app import create_app
+from allocation.entrypoints.api.app import create_app
 from tests.conftest import FakeService
 from tests.fakes import FakeNotifications
 

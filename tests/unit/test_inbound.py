@@ -9,7 +9,7 @@ import pytest
 
 from allocation.config import Settings
 from allocation.domain import commands
-from allocation.entrypoints import schemas
+from allocation.entrypoints.workers import messages
 from allocation.service_layer.inbound import Inbox, Outcome, Rejected
 from tests.conftest import FakeService
 
@@ -26,7 +26,7 @@ def make_inbox(service: FakeService, stop: threading.Event | None = None) -> Inb
     return Inbox(
         service.bus,
         service.api.uow_factory,
-        schemas.parse_change_batch_quantity,
+        messages.parse_change_batch_quantity,
         ATTEMPTS,
         stop or threading.Event(),
     )

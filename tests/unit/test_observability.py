@@ -12,8 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from allocation.config import ConfigError, Settings
-from allocation.entrypoints import logging_config
-from allocation.entrypoints.flask_app import create_app
+from allocation.entrypoints.api.app import create_app
+from allocation.entrypoints.cli import logging_config
 from allocation.service_layer import log_context
 from tests.conftest import FakeService
 
@@ -96,7 +96,7 @@ def test_the_request_log_line_carries_the_request_id(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.handler.addFilter(logging_config.ContextFilter())
-    with caplog.at_level(logging.INFO, logger="allocation.entrypoints.flask_app"):
+    with caplog.at_level(logging.INFO, logger="allocation.entrypoints.api"):
         client.get("/health", headers={"X-Request-ID": "req-42"})
     [record] = [r for r in caplog.records if "GET /health 200" in r.getMessage()]
     assert record.request_id == "req-42"

@@ -16,8 +16,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from allocation.config import Settings
-from allocation.entrypoints import openapi, responses, schemas
-from allocation.entrypoints.flask_app import create_app
+from allocation.entrypoints import validation
+from allocation.entrypoints.api import openapi, responses, schemas
+from allocation.entrypoints.api.app import create_app
 from tests.conftest import FakeService
 
 # Routes that are not API operations: Flask's own static route (no folder behind
@@ -78,7 +79,7 @@ def test_request_bodies_are_the_json_schemas_of_the_validating_models() -> None:
         media = SPEC["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         name = media["schema"]["$ref"].removeprefix("#/components/schemas/")
         assert SPEC["components"]["schemas"][name] == model.model_json_schema()
-        schemas.parse(model, json.dumps(media["example"]))  # the example is valid input
+        validation.parse(model, json.dumps(media["example"]))  # the example is valid input
 
 
 def test_the_orderid_parameter_has_the_schema_that_validates_it() -> None:

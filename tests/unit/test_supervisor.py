@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from allocation.entrypoints.supervisor import allocation, service_programs
+from allocation.entrypoints.cli.supervisor import allocation, service_programs
 from tests.servers import kill_session, session_processes, start_process
 from tests.waiting import wait_until
 
 # argv: grace seconds, then one child's Python code per argument.
 SUPERVISE = """
 import logging, sys
-from allocation.entrypoints.supervisor import Program, supervise
+from allocation.entrypoints.cli.supervisor import Program, supervise
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 programs = [
     Program(f"child{i}", (sys.executable, "-c", code)) for i, code in enumerate(sys.argv[2:])

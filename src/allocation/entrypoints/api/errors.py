@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from allocation.domain import exceptions
-from allocation.entrypoints.schemas import InvalidInput
+from allocation.entrypoints.validation import InvalidInput
 
 logger = logging.getLogger(__name__)
 

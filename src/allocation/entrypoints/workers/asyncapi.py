@@ -2,7 +2,7 @@
 
 Published messages are built from the domain's event dataclasses and the
 envelope (`service_layer/messages.py`); the inbound message is validated by
-`schemas.ChangeBatchQuantityMessage`. Their JSON Schemas come from those same
+`messages.ChangeBatchQuantityMessage`. Their JSON Schemas come from those same
 classes (pydantic reads dataclasses and models alike), so the description cannot
 drift from what is sent and accepted. The examples are real payloads, made by
 the code that publishes.
@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from allocation import package_version
 from allocation.domain import events
-from allocation.entrypoints.openapi import package_version
-from allocation.entrypoints.schemas import ChangeBatchQuantityMessage
+from allocation.entrypoints.workers.messages import ChangeBatchQuantityMessage
 from allocation.service_layer.messages import CHANNELS, INBOUND_CHANNEL, Envelope, payload_of
 
 ASYNCAPI_VERSION = "3.0.0"

@@ -10,17 +10,17 @@ is what pydantic writes, so the schemas go in as pydantic writes them.
 from __future__ import annotations
 
 from collections import defaultdict
-from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.exceptions import HTTPException
 
+from allocation import package_version
 from allocation.config import Settings
 from allocation.domain.exceptions import DatabaseUnavailable
-from allocation.entrypoints import bodies, errors, responses
-from allocation.entrypoints.operations import OPERATIONS, Answer, Operation
+from allocation.entrypoints.api import bodies, errors, responses
+from allocation.entrypoints.api.operations import OPERATIONS, Answer, Operation
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "allocation"
@@ -229,11 +229,3 @@ def _message(refusal: Exception) -> str:
     if isinstance(refusal, HTTPException):
         return str(refusal.description)
     return str(refusal)
-
-
-def package_version() -> str:
-    """The installed package's version (0.0.0 when run from a source tree)."""
-    try:
-        return metadata.version("allocation")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"

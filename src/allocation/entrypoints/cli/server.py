@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from allocation import bootstrap
 from allocation.config import Settings
 from allocation.domain.exceptions import DatabaseUnavailable
-from allocation.entrypoints import logging_config
+from allocation.entrypoints.cli import logging_config
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _worker_app(factory: AppFactory, settings: Settings, _target: str) -> Flask:
 
 
 def _service_app(settings: Settings) -> Flask:
-    from allocation.entrypoints.flask_app import create_app
+    from allocation.entrypoints.api.app import create_app
 
     return create_app(settings)
 

@@ -14,8 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter
 
 from allocation.domain import exceptions
-from allocation.entrypoints import responses, schemas
-from allocation.entrypoints.errors import NoAllocations, NoLines, UnknownSku
+from allocation.entrypoints import validation
+from allocation.entrypoints.api import responses, schemas
+from allocation.entrypoints.api.errors import NoAllocations, NoLines, UnknownSku
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,10 @@ class Operation:
         return self.tag not in ("operations", "docs")
 
 
-_BAD_QTY = schemas.InvalidInput("qty: Input should be greater than 0")
+_BAD_QTY = validation.InvalidInput("qty: Input should be greater than 0")
 _NAME = schemas.path_id.json_schema()
-_TOO_LONG = schemas.InvalidInput(
-    f"orderid: String should have at most {schemas.MAX_NAME_LENGTH} characters"
+_TOO_LONG = validation.InvalidInput(
+    f"orderid: String should have at most {validation.MAX_NAME_LENGTH} characters"
 )
 _ORDERID = Parameter(
     _NAME,
@@ -72,15 +73,15 @@ _ORDERID = Parameter(
     " (308 to the path without it), so an id here cannot end with `/`.",
     "order-1",
 )
-_SKU_TOO_LONG = schemas.InvalidInput(
-    f"sku: String should have at most {schemas.MAX_NAME_LENGTH} characters"
+_SKU_TOO_LONG = validation.InvalidInput(
+    f"sku: String should have at most {validation.MAX_NAME_LENGTH} characters"
 )
 _SKU = Parameter(_NAME, "The SKU, percent-encoded.", "SMALL-TABLE")
 _SKU_SEGMENT = Parameter(
     schemas.segment.json_schema(), "The SKU: the last path segment.", "SMALL-TABLE"
 )
 _QTY = Parameter(
-    TypeAdapter(schemas.PositiveQuantity).json_schema(),
+    TypeAdapter(validation.PositiveQuantity).json_schema(),
     "Also answer whether N units could be allocated now, and when they would come.",
     2,
     location="query",
@@ -89,7 +90,7 @@ _QTY = Parameter(
 _SKUS = Parameter(
     {
         "type": "array",
-        "items": TypeAdapter(schemas.Name).json_schema(),
+        "items": TypeAdapter(validation.Name).json_schema(),
         "minItems": 1,
         "maxItems": schemas.MAX_SKUS,
     },
@@ -221,7 +222,7 @@ _AVAILABILITY_OPERATIONS: tuple[Operation, ...] = (
             " what allocating N units now would do: `can_allocate`, and `eta` (null:"
             " from the warehouse now)."
         ),
-        refusals=(schemas.InvalidInput("qty: Input should be a whole number"), UnknownSku("X")),
+        refusals=(validation.InvalidInput("qty: Input should be a whole number"), UnknownSku("X")),
         parameters={"sku": _SKU, "qty": _QTY},
     ),
     Operation(
@@ -238,7 +239,7 @@ _AVAILABILITY_OPERATIONS: tuple[Operation, ...] = (
                 [_AVAILABILITY_EXAMPLE],
             ),
         ),
-        refusals=(schemas.InvalidInput(f"sku: give between 1 and {schemas.MAX_SKUS} (got 0)"),),
+        refusals=(validation.InvalidInput(f"sku: give between 1 and {schemas.MAX_SKUS} (got 0)"),),
         parameters={"sku": _SKUS, "qty": _QTY},
     ),
 )

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from allocation import bootstrap
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints import bodies, docs, errors, observability, routes
+from allocation.entrypoints.api import bodies, docs, errors, observability, routes
 from allocation.service_layer import relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 

@@ -18,8 +18,10 @@ import click
 from allocation import __version__, bootstrap
 from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable, SchemaNotMigrated
-from allocation.entrypoints import logging_config, redis_consumer, schemas, server, supervisor
-from allocation.entrypoints import relay as relay_process
+from allocation.entrypoints.cli import logging_config, server, supervisor
+from allocation.entrypoints.workers import consumer as consumer_process
+from allocation.entrypoints.workers import messages
+from allocation.entrypoints.workers import relay as relay_process
 from allocation.service_layer import dead_letters, read_model
 from allocation.service_layer import relay as outbox_relay
 from allocation.service_layer.inbound import Outcome, Rejected
@@ -182,8 +184,8 @@ def consumer(metrics_port: int | None) -> None:
         raise click.UsageError(
             "the consumer needs Redis: set REDIS_URL, e.g. redis://localhost:6379/0"
         )
-    inbox = bootstrap.inbox(settings, schemas.parse_change_batch_quantity, _stop_on_signals())
-    redis_consumer.run(inbox, bootstrap.make_redis(settings.redis_url), settings)
+    inbox = bootstrap.inbox(settings, messages.parse_change_batch_quantity, _stop_on_signals())
+    consumer_process.run(inbox, bootstrap.make_redis(settings.redis_url), settings)
     logger.info("consumer stopped")
 
 
@@ -263,7 +265,7 @@ def dead_letters_redrive(letter_id: int) -> None:
     """Apply dead letter LETTER_ID again; it is marked re-driven if that works."""
 
     inbox = bootstrap.inbox(
-        _migrated_settings(), schemas.parse_change_batch_quantity, threading.Event()
+        _migrated_settings(), messages.parse_change_batch_quantity, threading.Event()
     )
     try:
         outcome = inbox.redrive(letter_id)

@@ -18,7 +18,7 @@ from flask import Flask, Response, g, request
 from allocation.adapters import metrics
 from allocation.service_layer import log_context
 
-logger = logging.getLogger("allocation.entrypoints.flask_app")
+logger = logging.getLogger("allocation.entrypoints.api")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 

@@ -43,7 +43,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Children run the code this process runs: the same interpreter and package,
 # whatever way it was installed (editable or not, with or without a console
 # script on PATH). -P: the working directory cannot shadow a module.
-_CLI = "from allocation.entrypoints.cli import main; main(prog_name='allocation')"
+_CLI = "from allocation.entrypoints.cli.commands import main; main(prog_name='allocation')"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 

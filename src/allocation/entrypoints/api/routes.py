@@ -19,11 +19,12 @@ from allocation import bootstrap, views
 from allocation.domain import commands
 from allocation.domain.availability import Availability
 from allocation.domain.model import Allocation, Release
-from allocation.entrypoints import bodies, errors, schemas
+from allocation.entrypoints import validation
+from allocation.entrypoints.api import bodies, errors, schemas
 
 
 def add(app: Flask, service: bootstrap.Api, limit: int) -> None:
-    """Every route of the allocation API (the operational ones are flask_app's)."""
+    """Every route of the allocation API (the operational ones are in app.py)."""
     _writes(app, service, limit)
     _reads(app, service)
     _availability(app, service)
@@ -34,13 +35,13 @@ def _writes(app: Flask, service: bootstrap.Api, limit: int) -> None:
 
     @app.post("/add_batch")
     def add_batch() -> tuple[Response, int]:
-        cmd = schemas.parse(schemas.AddBatchRequest, bodies.read(limit)).to_command()
+        cmd = validation.parse(schemas.AddBatchRequest, bodies.read(limit)).to_command()
         bus.handle(cmd)
         return jsonify(ref=cmd.ref), 201
 
     @app.post("/allocate")
     def allocate() -> tuple[Response, int, dict[str, str]]:
-        body = schemas.parse(schemas.AllocateRequest, bodies.read(limit))
+        body = validation.parse(schemas.AllocateRequest, bodies.read(limit))
         allocation: Allocation = bus.handle(body.to_command())
         return _accepted(body, allocation)
 

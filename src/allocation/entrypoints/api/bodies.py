@@ -14,7 +14,7 @@ from typing import BinaryIO
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from allocation.entrypoints.schemas import InvalidInput
+from allocation.entrypoints.validation import InvalidInput
 
 JSON = "application/json"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -1,0 +1,1 @@
+"""The HTTP API: requests come in through Flask and granian, and are answered in JSON."""

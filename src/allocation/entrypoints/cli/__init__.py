@@ -1,0 +1,1 @@
+"""The command line: `allocation` commands come in here; `run` and `api` start the rest."""
