@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/run.py [--duration 20] [--quick] [--long-run 100000] [--profile]
 
-Starts throwaway PostgreSQL and Redis (tests/servers.py), migrates, serves the
+Starts throwaway PostgreSQL and Redis (devtools/servers.py), migrates, serves the
 API with granian (`allocation api`), runs `allocation relay` and `allocation
 consumer`, seeds data through the HTTP API, drives load with wrk (Lua scripts in
 bench/wrk/) and pgbench (scripts in bench/pgbench/) from separate processes,

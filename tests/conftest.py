@@ -11,8 +11,8 @@ import pytest
 from allocation import bootstrap
 from allocation.config import Settings
 from allocation.service_layer.messagebus import MessageBus
+from devtools.servers import PostgresServer, RedisServer
 from tests.fakes import FakeNotifications, FakeReadModel, FakeStore, FakeUnitOfWork
-from tests.servers import PostgresServer, RedisServer
 
 # Every variable the service reads, from the settings themselves: none can be missed.
 _SERVICE_VARIABLES = Settings.variables()

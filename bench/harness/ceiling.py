@@ -8,7 +8,7 @@ from functools import partial
 from bench.harness import appservers
 from bench.harness.context import Run
 from bench.harness.measure import measured
-from tests.servers import free_port
+from devtools.servers import free_port
 
 # Row (= app in bench/apps.py) and what it adds to the ceiling.
 CEILING_ROWS = {

@@ -13,7 +13,7 @@ from bench.harness.database import Database
 from bench.harness.loadgen import Pgbench, Wrk, find_pgbench, find_wrk
 from bench.harness.processes import Service, workers_of
 from bench.harness.procstat import rss_kib
-from tests.servers import PostgresServer, RedisServer
+from devtools.servers import PostgresServer, RedisServer
 
 
 def _empty_results() -> dict[str, Any]:

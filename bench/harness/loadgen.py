@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.config import DB_NAME, PGBENCH_DIR, WRK_DIR
-from tests.servers import PG_BIN_DIRS, pdeathsig_preexec
+from devtools.servers import PG_BIN_DIRS, pdeathsig_preexec
 
 
 def find_wrk() -> str | None:

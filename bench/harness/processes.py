@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.harness.httpclient import Client
 from bench.harness.procstat import children_of, group_members
-from tests.servers import start_process, stop_process
+from devtools.servers import start_process, stop_process
 
 
 class Service:

@@ -16,7 +16,7 @@ from typing import Any
 from bench.harness.config import ROOT
 from bench.harness.context import Run
 from bench.harness.loadgen import allocate_args
-from tests.servers import pdeathsig_preexec
+from devtools.servers import pdeathsig_preexec
 
 
 def find_pyspy() -> str | None:

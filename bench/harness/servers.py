@@ -14,7 +14,7 @@ from bench.harness.context import Run
 from bench.harness.figures import api_cpu_us
 from bench.harness.loadgen import allocate_args
 from bench.harness.measure import measure, ms
-from tests.servers import free_port
+from devtools.servers import free_port
 
 GTHREADS = 4  # gunicorn gthread's threads per worker in the comparison
 

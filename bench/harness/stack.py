@@ -10,7 +10,7 @@ from bench.harness.config import DB_NAME
 from bench.harness.context import Run
 from bench.harness.database import Database
 from bench.harness.processes import NotServing, Service, wait_http, wait_workers
-from tests.servers import PostgresServer, RedisServer, free_port
+from devtools.servers import PostgresServer, RedisServer, free_port
 
 
 def _service_env(run: Run, db_url: str, redis_url: str) -> dict[str, str]:

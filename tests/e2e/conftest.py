@@ -16,7 +16,7 @@ import redis
 import requests
 from sqlalchemy import make_url
 
-from tests.servers import PostgresServer, free_port, start_process, stop_process
+from devtools.servers import PostgresServer, free_port, start_process, stop_process
 from tests.waiting import wait_until
 
 ALLOCATION = str(Path(sys.executable).with_name("allocation"))

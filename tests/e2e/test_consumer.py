@@ -9,9 +9,9 @@ import redis
 import requests
 from sqlalchemy import create_engine, text
 
+from devtools.servers import RedisServer
 from tests.e2e.conftest import Service, metric_total, run_cli, start_consumer, unique
 from tests.e2e.test_api import Subscriber, add_batch, allocate
-from tests.servers import RedisServer
 from tests.waiting import wait_until
 
 

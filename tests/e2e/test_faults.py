@@ -13,6 +13,7 @@ import redis
 import requests
 from sqlalchemy import create_engine, text
 
+from devtools.servers import PostgresServer, RedisServer
 from tests.e2e.conftest import (
     Service,
     migrate,
@@ -23,7 +24,6 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_api import add_batch, allocate
 from tests.e2e.test_consumer import wait_for_quantity
-from tests.servers import PostgresServer, RedisServer
 from tests.waiting import wait_until
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port, kill_session, session_processes, start_process
+from devtools.servers import free_port, kill_session, session_processes, start_process
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

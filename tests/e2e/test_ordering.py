@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from devtools.servers import free_port
 from tests.e2e.conftest import Service, start_consumer, unique
 from tests.e2e.test_api import add_batch
 from tests.e2e.test_consumer import consumer_metric, purchased_quantity
-from tests.servers import free_port
 from tests.waiting import wait_until
 
 CHANGES = range(11, 51)  # 40 changes of one batch, the last one 50

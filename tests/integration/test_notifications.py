@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from allocation.adapters.notifications import EmailNotifications
-from tests.servers import free_port
+from devtools.servers import free_port
 
 
 class Inbox:

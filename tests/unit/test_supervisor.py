@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from allocation.entrypoints.cli.supervisor import allocation, service_programs
-from tests.servers import kill_session, session_processes, start_process
+from devtools.servers import kill_session, session_processes, start_process
 from tests.waiting import wait_until
 
 # argv: grace seconds, then one child's Python code per argument.

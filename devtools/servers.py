@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL and Redis servers for the test suite (stdlib only).
+"""Throwaway PostgreSQL and Redis servers for the tests and the benchmark (stdlib only).
 
 Servers run natively (no Docker), bound to 127.0.0.1 on a free port, with all
 their files in a fresh temporary directory that is removed on ``stop()``::
