@@ -8,7 +8,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     # The Alembic migration environment ships with the package (no alembic.ini).
-    package_data={"allocation.adapters.migrations": ["script.py.mako"]},
+    package_data={"allocation.adapters.sql.migrations": ["script.py.mako"]},
     install_requires=[
         "flask>=3.0",
         "sqlalchemy>=2.0",

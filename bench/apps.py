@@ -80,8 +80,8 @@ def _with_pieces(
 
 def ceiling_db(settings: Settings) -> Flask:
     """A plain Flask route answering from the read path's query, and nothing else."""
-    from allocation.adapters import database
-    from allocation.adapters.queries import SqlReadModel
+    from allocation.adapters.read_models.queries import SqlReadModel
+    from allocation.adapters.sql import database
 
     model = SqlReadModel(database.make_engine(settings.database_url, autocommit=True))
     app = Flask("ceiling-db")

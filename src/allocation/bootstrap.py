@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import Engine
 
-from allocation.adapters import database, metrics, orm
+from allocation.adapters import metrics
 from allocation.adapters.health import ReadinessProbe
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
 from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
-from allocation.adapters.queries import SqlReadModel
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.read_models.queries import SqlReadModel
 from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.sql import database, orm
 from allocation.config import Settings
 from allocation.domain import commands, events
 from allocation.domain.exceptions import SchemaNotMigrated

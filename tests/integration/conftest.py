@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from allocation import bootstrap
-from allocation.adapters import database, orm
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.sql import database, orm
 from allocation.config import Settings
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 from tests.fakes import FakeNotifications, FakeStore, FakeUnitOfWork

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from allocation import bootstrap
-from allocation.adapters import database
-from allocation.adapters.queries import SqlReadModel
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.read_models.queries import SqlReadModel
+from allocation.adapters.sql import database
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.availability import Availability, Slot

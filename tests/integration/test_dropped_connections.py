@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from allocation.adapters import database
-from allocation.adapters.queries import SqlReadModel
+from allocation.adapters.read_models.queries import SqlReadModel
+from allocation.adapters.sql import database
 from allocation.domain import commands
 from allocation.domain.exceptions import DatabaseUnavailable
 from tests.integration.conftest import bus_for

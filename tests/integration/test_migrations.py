@@ -23,8 +23,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from allocation import bootstrap
-from allocation.adapters import database, orm
 from allocation.adapters.outbox_wakeup import PostgresWakeup
+from allocation.adapters.sql import database, orm
 from allocation.config import Settings
 from allocation.entrypoints.api.app import create_app
 

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import commands, model
 from allocation.domain.exceptions import OutOfStockError
 from allocation.service_layer import relay

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import model
 from tests.integration.conftest import rows, scalar
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from allocation import bootstrap
-from allocation.adapters import product_statements, repository
-from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from allocation.adapters.persistence import product_statements, repository
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, model
 from allocation.domain.exceptions import ConcurrencyConflict, OutOfStockError

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from allocation.adapters import orm
+from allocation.adapters.sql import orm
 from allocation.entrypoints.cli.commands import main
 from tests.unit.test_config import MALFORMED
 

@@ -22,7 +22,7 @@ def _lines(package: Path) -> int:
 def test_no_package_of_the_service_outgrows_a_reader() -> None:
     packages = {init.parent for init in SERVICE.rglob("__init__.py")}
     sizes = {str(p.relative_to(SERVICE)): _lines(p) for p in packages}
-    assert sizes["adapters"] > 1_000  # the count reads what it should
+    assert sum(sizes.values()) > 5_000  # the count reads what it should
     assert {name: n for name, n in sizes.items() if n > PACKAGE_LINES} == {}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from sqlalchemy import Engine
 
-from allocation.adapters import database
+from allocation.adapters.sql import database
 
 OK = "ok"
 

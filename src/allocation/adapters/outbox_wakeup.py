@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from allocation.adapters.messaging_store import NOTIFY_CHANNEL
+from allocation.adapters.persistence.messaging_store import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from allocation.adapters.orm import metadata
+from allocation.adapters.sql.orm import metadata
 
 config = context.config
 target_metadata = metadata

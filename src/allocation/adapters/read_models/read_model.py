@@ -12,8 +12,8 @@ from datetime import date
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from allocation.adapters import orm
-from allocation.adapters.statements import WriteBatch, param, statement, upsert
+from allocation.adapters.sql import orm
+from allocation.adapters.sql.statements import WriteBatch, param, statement, upsert
 from allocation.domain.availability import Availability, Slot
 from allocation.service_layer.ports import (
     AbstractAllocationsView,

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, select, update
 
-from allocation.adapters import orm
-from allocation.adapters.statements import param, statement
+from allocation.adapters.sql import orm
+from allocation.adapters.sql.statements import param, statement
 
 _P, _B, _A, _W = orm.products, orm.batches, orm.allocations, orm.backorders
 

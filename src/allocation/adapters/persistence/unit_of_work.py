@@ -14,16 +14,19 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from allocation.adapters import database
-from allocation.adapters.messaging_store import (
+from allocation.adapters.persistence.messaging_store import (
     SqlAlchemyChangePositions,
     SqlAlchemyDeadLetters,
     SqlAlchemyOutbox,
     SqlAlchemyProcessedMessages,
 )
-from allocation.adapters.read_model import SqlAlchemyAllocationsView, SqlAlchemyAvailabilityView
-from allocation.adapters.repository import SqlAlchemyRepository
-from allocation.adapters.statements import WriteBatch
+from allocation.adapters.persistence.repository import SqlAlchemyRepository
+from allocation.adapters.read_models.read_model import (
+    SqlAlchemyAllocationsView,
+    SqlAlchemyAvailabilityView,
+)
+from allocation.adapters.sql import database
+from allocation.adapters.sql.statements import WriteBatch
 from allocation.domain.exceptions import (
     ConcurrencyConflict,
     ConnectionDropped,

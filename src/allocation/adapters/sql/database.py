@@ -1,7 +1,7 @@
 """Engines and schema: how the service connects to its database.
 
 Alembic owns the schema. The migration environment ships inside this package
-(``adapters/migrations``) and is driven through a Config built here, so no
+(``adapters/sql/migrations``) and is driven through a Config built here, so no
 alembic.ini is needed at run time.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from allocation.adapters import orm
+from allocation.adapters.sql import orm
 from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().with_name("migrations")

@@ -10,8 +10,14 @@ from sqlalchemy import BigInteger, Integer, any_, delete, func, insert, select, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from allocation.adapters import orm
-from allocation.adapters.statements import WriteBatch, columns_as_params, param, statement, upsert
+from allocation.adapters.sql import orm
+from allocation.adapters.sql.statements import (
+    WriteBatch,
+    columns_as_params,
+    param,
+    statement,
+    upsert,
+)
 from allocation.domain.commands import Position
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (

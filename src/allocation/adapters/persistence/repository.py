@@ -28,9 +28,9 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
-from allocation.adapters import database, orm
-from allocation.adapters import product_statements as sql
-from allocation.adapters.statements import Statement, WriteBatch, bound, mark_prepared, preamble
+from allocation.adapters.persistence import product_statements as sql
+from allocation.adapters.sql import database, orm
+from allocation.adapters.sql.statements import Statement, WriteBatch, bound, mark_prepared, preamble
 from allocation.domain import model
 from allocation.domain.availability import Availability
 from allocation.service_layer.ports import AbstractRepository, AllocationRow

@@ -11,9 +11,9 @@ from sqlalchemy import Date, Engine, String, any_, cast, literal_column, null, s
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from allocation.adapters import database, orm
-from allocation.adapters.read_model import AVAILABILITY_COLUMNS, decode
-from allocation.adapters.statements import Statement, mark_prepared, param, preamble, statement
+from allocation.adapters.read_models.read_model import AVAILABILITY_COLUMNS, decode
+from allocation.adapters.sql import database, orm
+from allocation.adapters.sql.statements import Statement, mark_prepared, param, preamble, statement
 from allocation.domain.availability import Availability
 from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
 from allocation.service_layer.ports import AbstractReadModel, OrderLineState, WaitingLine

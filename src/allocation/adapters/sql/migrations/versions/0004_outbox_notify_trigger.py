@@ -18,7 +18,7 @@ down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Must match allocation.adapters.messaging_store.NOTIFY_CHANNEL.
+# Must match allocation.adapters.persistence.messaging_store.NOTIFY_CHANNEL.
 CHANNEL = "allocation_outbox"
 
 

@@ -1,0 +1,1 @@
+"""The write side in the database: products, the Unit of Work, the outbox and the inbox."""

@@ -1,0 +1,1 @@
+"""The relational database (PostgreSQL, SQLite): engines, tables, statements, migrations."""
