@@ -30,6 +30,7 @@ class Availability:
     version: int
     slots: tuple[Slot, ...]
     backordered: int
+    held: int = 0  # units in active holds: not available, and not in the slots
 
     @property
     def available(self) -> int:

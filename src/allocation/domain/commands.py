@@ -45,6 +45,46 @@ class CancelOrder(Command):
 
 
 @dataclass(frozen=True)
+class PlaceHold(Command):
+    """Sets stock aside for a checkout for ``ttl_seconds``; ``holdid`` is the client's."""
+
+    holdid: str
+    sku: str
+    qty: int
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class ExtendHold(Command):
+    """Moves an active hold's expiry to ``ttl_seconds`` from now."""
+
+    holdid: str
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class ReleaseHold(Command):
+    """Gives an active hold's units back."""
+
+    holdid: str
+
+
+@dataclass(frozen=True)
+class ConfirmHold(Command):
+    """Turns an active hold into order ``orderid``'s line, in the hold's batch."""
+
+    holdid: str
+    orderid: str
+
+
+@dataclass(frozen=True)
+class ExpireHolds(Command):
+    """Ends the SKU's holds whose time has run out."""
+
+    sku: str
+
+
+@dataclass(frozen=True)
 class Position:
     """Where a change stands in its producer's order. Positions compare only within one
     kind; a change of another kind than the last one counts as newer."""

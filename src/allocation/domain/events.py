@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from allocation.domain.holds import HoldEndReason
 
 
 class Event:
     """Base class: an event has any number of handlers; one failing does not stop the rest."""
 
+    # Fields left out of the event's dict while they are None; every other is always there.
+    sent_only_when_set: ClassVar[frozenset[str]] = frozenset()
+
     def to_dict(self) -> dict[str, Any]:
-        return dict(dataclasses.asdict(self))  # type: ignore[call-overload]
+        fields = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {
+            name: value
+            for name, value in fields.items()
+            if value is not None or name not in self.sent_only_when_set
+        }
 
 
 @dataclass(frozen=True)
@@ -73,3 +84,28 @@ class BackInStock(Event):
 
     sku: str
     available: int
+
+
+@dataclass(frozen=True)
+class HoldPlaced(Event):
+    """Units of a batch were set aside for a checkout until ``expires_at``."""
+
+    holdid: str
+    sku: str
+    qty: int
+    batchref: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class HoldEnded(Event):
+    """A hold's units no longer count as held: released, expired, confirmed as order
+    ``orderid``'s line, or given up because its batch shrank."""
+
+    sent_only_when_set = frozenset({"orderid"})  # only a confirmed hold names its order
+
+    holdid: str
+    sku: str
+    qty: int
+    reason: HoldEndReason
+    orderid: str | None = None

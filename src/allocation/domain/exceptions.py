@@ -59,6 +59,21 @@ class LineConflict(AllocationError):
         self.sku = sku
 
 
+class UnknownHold(AllocationError):
+    def __init__(self, holdid: str) -> None:
+        super().__init__(f"Unknown hold {holdid}")
+        self.holdid = holdid
+
+
+class HoldConflict(AllocationError):
+    """The hold cannot do what was asked in the state it is in (ended, past its expiry,
+    or placed for another SKU or quantity); nothing changed."""
+
+    def __init__(self, holdid: str, why: str) -> None:
+        super().__init__(f"Hold {holdid} {why}")
+        self.holdid = holdid
+
+
 class ConcurrencyConflict(AllocationError):
     """Another transaction changed the same product first; the change was rolled back."""
 
