@@ -6,18 +6,21 @@ import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from allocation.domain import commands, model
 from allocation.domain.availability import Availability
 from allocation.domain.exceptions import ConcurrencyConflict, DatabaseUnavailable
+from allocation.domain.holds import Hold, HoldState
+from allocation.domain.movements import Movement
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractAvailabilityView,
     AbstractChangePositions,
     AbstractDeadLetters,
+    AbstractMovements,
     AbstractNotifications,
     AbstractOutbox,
     AbstractProcessedMessages,
@@ -27,6 +30,7 @@ from allocation.service_layer.ports import (
     AllocationRow,
     Backlog,
     DeadLetter,
+    MovementRecord,
     OrderLineState,
     WaitingLine,
 )
@@ -46,6 +50,7 @@ class FakeStore:
     positions: dict[str, commands.Position] = field(default_factory=dict)
     availability: dict[str, Availability] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    movements: list[tuple[str, MovementRecord]] = field(default_factory=list)
     commits: int = 0
     commit_attempts: int = 0
     conflicts_to_raise: int = 0
@@ -84,10 +89,36 @@ class FakeRepository(AbstractRepository):
 
     def _for_batch_change(self, ref: str) -> model.Product | None:
         found = next((p for p in self._stored.values() if p.batch(ref) is not None), None)
-        return self._copy(found, lines=_everything, waiting=_everything)
+        return self._copy(found, lines=_everything, waiting=_everything, holds=_active)
 
     def _for_cancellation(self, sku: str, orderid: str) -> model.Product | None:
         return self._copy(self._stored.get(sku), lines=_of_order(orderid), waiting=_everything)
+
+    def _for_new_hold(self, sku: str, holdid: str) -> model.Product | None:
+        if self.sku_of_hold(holdid) not in (None, sku):
+            return None
+        return self._copy(self._stored.get(sku), None, _nothing, _holdid(holdid))
+
+    def _for_hold(self, holdid: str, orderid: str | None, queue: bool) -> model.Product | None:
+        sku = self.sku_of_hold(holdid)
+        if sku is None:
+            return None
+        lines = None if orderid is None else _of_order(orderid)
+        waiting = _everything if queue else lines or _nothing
+        return self._copy(self._stored[sku], lines, waiting, _holdid(holdid))
+
+    def _for_expiry(self, sku: str, now: datetime) -> model.Product | None:
+        due: Callable[[Any], bool] = lambda hold: bool(hold.is_due(now))  # noqa: E731
+        return self._copy(self._stored.get(sku), None, _everything, due)
+
+    def sku_of_hold(self, holdid: str) -> str | None:
+        return next(
+            (p.sku for p in self._stored.values() for h in p.holds if h.holdid == holdid), None
+        )
+
+    def skus_with_due_holds(self, now: datetime, limit: int) -> list[str]:
+        due = [p.sku for p in self._stored.values() if any(h.is_due(now) for h in p.holds)]
+        return sorted(due)[:limit]
 
     def has_batch(self, ref: str) -> bool:
         return any(p.batch(ref) is not None for p in self._stored.values())
@@ -116,20 +147,35 @@ class FakeRepository(AbstractRepository):
         product: model.Product | None,
         lines: Callable[[Any], bool] | None,
         waiting: Callable[[Any], bool],
+        holds: Callable[[Any], bool] | None = None,
     ) -> model.Product | None:
         if product is None:
             return None
         loaded = copy.deepcopy(product)
-        loaded.events = []  # events are never stored
+        loaded.events = []  # events and movements are never stored in the product
+        loaded.movements = []
         for batch in loaded.batches:
             held = batch._allocations
             batch._allocations = _NotLoaded() if lines is None else {x for x in held if lines(x)}  # type: ignore[assignment]
         loaded.backorders = [w for w in loaded.backorders if waiting(w)]
+        loaded.holds = [h for h in loaded.holds if holds is not None and holds(h)]
         return loaded
 
 
 def _everything(_line: Any) -> bool:
     return True
+
+
+def _nothing(_line: Any) -> bool:
+    return False
+
+
+def _active(hold: Any) -> bool:
+    return bool(hold.status == "active")
+
+
+def _holdid(holdid: str) -> Callable[[Any], bool]:
+    return lambda hold: bool(hold.holdid == holdid)
 
 
 def _of_order(orderid: str) -> Callable[[Any], bool]:
@@ -148,6 +194,7 @@ def store_changes(stored: dict[str, model.Product], changes: ProductChanges) -> 
     if target.version_number != changes.read_version:
         raise ConcurrencyConflict("fake: version changed")
     target.version_number = product.version_number
+    target.movement_seq = product.movement_seq
     for batch in changes.new_batches:
         target.batches.append(model.Batch(batch.reference, batch.sku, 0, batch.eta))
     for batch in [*changes.new_batches, *changes.changed_batches]:
@@ -155,6 +202,7 @@ def store_changes(stored: dict[str, model.Product], changes: ProductChanges) -> 
         assert stored_batch is not None
         stored_batch._purchased_quantity = batch.purchased_quantity
         stored_batch._allocated_quantity = batch.allocated_quantity
+        stored_batch._held_quantity = batch.held_quantity
     for line in changes.removed_lines:
         for stored_batch in target.batches:
             stored_batch._allocations.discard(line)
@@ -166,6 +214,17 @@ def store_changes(stored: dict[str, model.Product], changes: ProductChanges) -> 
     target.backorders = [w for w in target.backorders if (w.orderid, w.sku) not in gone]
     target.backorders += [model.Backorder(*waiting) for waiting in changes.added_waiting]
     target.backordered_quantity = product.backordered_quantity
+    _store_holds(target, changes)
+
+
+def _store_holds(target: model.Product, changes: ProductChanges) -> None:
+    stored = {hold.holdid: hold for hold in target.holds}
+    for hold in changes.new_holds:
+        if hold.holdid in stored:  # the primary key says the same
+            raise ConcurrencyConflict("fake: hold exists")
+        target.holds.append(copy.deepcopy(hold))
+    for hold in changes.changed_holds:
+        stored[hold.holdid].__dict__.update(copy.deepcopy(hold.__dict__))
 
 
 class FakeAllocationsView(AbstractAllocationsView):
@@ -233,6 +292,33 @@ class FakeReadModel(AbstractReadModel):
             for (order, sku), ref in sorted(self._store.view.items())
             if order == orderid
         ]
+
+    def hold(self, holdid: str, now: datetime) -> HoldState | None:
+        found: list[Hold] = [
+            h for p in self._store.products.values() for h in p.holds if h.holdid == holdid
+        ]
+        return found[0].seen_at(now) if found else None
+
+    def movements(self, sku: str, after: int, limit: int) -> list[MovementRecord]:
+        rows = [r for s, r in self._store.movements if s == sku and r.movement.seq > after]
+        return sorted(rows, key=lambda r: r.movement.seq)[:limit]
+
+
+class FakeMovements(AbstractMovements):
+    def __init__(self, rows: list[tuple[str, MovementRecord]]) -> None:
+        self.rows = rows
+
+    def add(self, sku: str, movement: Movement, source: Mapping[str, Any]) -> None:
+        if any(s == sku and r.movement.seq == movement.seq for s, r in self.rows):
+            raise ConcurrencyConflict("fake: movement exists")  # the primary key
+        self.rows.append((sku, MovementRecord(movement, datetime.now(UTC), dict(source))))
+
+    def sums(self, sku: str | None = None) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for name, record in self.rows:
+            if sku is None or name == sku:
+                totals[name] = totals.get(name, 0) + record.movement.qty
+        return totals
 
 
 class FakeOutbox(AbstractOutbox):
@@ -313,6 +399,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._processed = set(store.processed)
         self._positions = dict(store.positions)
         self._dead_letters = list(store.dead_letters)
+        self._movements = list(store.movements)
         self.products = FakeRepository(self._products)
         self.allocations_view = FakeAllocationsView(self._view)
         self.availability_view = FakeAvailabilityView(self._availability)
@@ -320,6 +407,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.processed_messages = FakeProcessedMessages(self._processed)
         self.change_positions = FakeChangePositions(self._positions)
         self.dead_letters = FakeDeadLetters(self._dead_letters)
+        self.movements = FakeMovements(self._movements)
 
     def _commit(self, changes: Sequence[ProductChanges]) -> None:
         self.store.commit_attempts += 1
@@ -339,6 +427,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.store.processed = set(self._processed)
         self.store.positions = dict(self._positions)
         self.store.dead_letters = list(self._dead_letters)
+        self.store.movements = list(self._movements)
         self.store.commits += 1
 
     def _rollback(self) -> None:

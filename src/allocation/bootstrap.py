@@ -6,6 +6,7 @@ import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 from sqlalchemy import Engine
@@ -35,8 +36,10 @@ def bootstrap(
     *,
     uow_factory: UnitOfWorkFactory | None = None,
     notifications: AbstractNotifications | None = None,
+    clock: handlers.Clock | None = None,
 ) -> MessageBus:
-    """Builds the bus; anything not passed in is built from the settings."""
+    """Builds the bus; anything not passed in is built from the settings (the clock
+    is the system's, in UTC)."""
     if uow_factory is None:
         uow_factory = make_uow_factory(settings)
     if notifications is None:
@@ -44,19 +47,33 @@ def bootstrap(
     return MessageBus(
         uow_factory=uow_factory,
         event_handlers=event_handlers(notifications),
-        command_handlers=COMMAND_HANDLERS,
+        command_handlers=COMMAND_HANDLERS if clock is None else command_handlers(clock),
         max_attempts=settings.commit_attempts,
         on_retry=metrics.count_retry,
     )
 
 
-COMMAND_HANDLERS: Mapping[type[commands.Command], Handler] = {
-    commands.CreateBatch: handlers.add_batch,
-    commands.Allocate: handlers.allocate,
-    commands.ChangeBatchQuantity: handlers.change_batch_quantity,
-    commands.CancelLine: handlers.cancel_line,
-    commands.CancelOrder: handlers.cancel_order,
-}
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def command_handlers(clock: handlers.Clock) -> Mapping[type[commands.Command], Handler]:
+    """Each command's handler; those that look at the time are given ``clock``."""
+    return {
+        commands.CreateBatch: handlers.add_batch,
+        commands.Allocate: handlers.allocate,
+        commands.ChangeBatchQuantity: handlers.change_batch_quantity,
+        commands.CancelLine: handlers.cancel_line,
+        commands.CancelOrder: handlers.cancel_order,
+        commands.PlaceHold: functools.partial(handlers.place_hold, clock=clock),
+        commands.ExtendHold: functools.partial(handlers.extend_hold, clock=clock),
+        commands.ReleaseHold: functools.partial(handlers.release_hold, clock=clock),
+        commands.ConfirmHold: functools.partial(handlers.confirm_hold, clock=clock),
+        commands.ExpireHolds: functools.partial(handlers.expire_holds, clock=clock),
+    }
+
+
+COMMAND_HANDLERS = command_handlers(utc_now)
 
 
 def event_handlers(

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from jsonschema import Draft7Validator, FormatChecker
+from jsonschema import Draft7Validator, FormatChecker, ValidationError
 from pydantic_asyncapi import AsyncAPI
 
 from allocation.config import Settings
@@ -73,7 +73,8 @@ def test_a_published_payload_is_what_its_schema_describes(event: events.Event) -
     Draft7Validator.check_schema(schema)
     validator = Draft7Validator(schema, format_checker=FormatChecker())
     validator.validate(json.loads(json.dumps(message.payload)))  # as the relay sends it
-    assert set(message.payload) == set(schema["properties"]) == set(schema["required"])
+    assert set(message.payload) == set(schema["properties"])
+    assert set(schema["required"]) == set(schema["properties"]) - type(event).sent_only_when_set
     [example] = resolve(f"#/components/messages/{schema['title']}")["examples"]
     validator.validate(example["payload"])
 
@@ -168,3 +169,12 @@ def test_adding_fields_or_words_is_fine() -> None:
         inbound["properties"]["reason"] = {"type": "string"}
 
     assert changed(extend) == []
+
+
+def test_a_field_sent_only_when_set_is_left_out_rather_than_null() -> None:
+    released = to_message(events.HoldEnded("cart-1", "LAMP", 2, "released"))
+    assert released is not None and "orderid" not in released.payload
+    schema = payload_schema(released.channel)
+    Draft7Validator(schema).validate(json.loads(json.dumps(released.payload)))
+    with pytest.raises(ValidationError):
+        Draft7Validator(schema).validate({**released.payload, "orderid": None})

@@ -1,25 +1,29 @@
 """Command and event handlers: each is one use case, run inside its own Unit of Work.
 
 Every handler takes the message and a fresh Unit of Work; bootstrap binds any
-other dependency (notifications) by keyword. The read model and the outbox are
+other dependency (notifications, the clock) by keyword. The read model and the outbox are
 written by the Unit of Work's commit, in the same transaction as the change.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from allocation.domain import commands, events, model
 from allocation.domain.exceptions import (
     DuplicateBatch,
+    HoldConflict,
     InvalidSku,
     OutOfStockError,
     UnknownBatch,
+    UnknownHold,
     UnknownLine,
     UnknownOrder,
 )
+from allocation.domain.holds import HoldState
 from allocation.service_layer.ports import AbstractNotifications
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -114,6 +118,74 @@ def _is_stale(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOfWork) -> boo
         return False
     logger.info("stale change of %s (%s, after %s); not applied", cmd.ref, cmd.position, last)
     return True
+
+
+Clock = Callable[[], datetime]
+
+
+def place_hold(cmd: commands.PlaceHold, uow: AbstractUnitOfWork, *, clock: Clock) -> HoldState:
+    """The hold, placed (or as it was, for a repeated placement); raises OutOfStockError
+    after recording OutOfStock when no batch can take it whole."""
+    now = clock()
+    with uow:
+        product = uow.products.for_new_hold(cmd.sku, cmd.holdid)
+        if product is None:
+            other = uow.products.sku_of_hold(cmd.holdid)
+            if other is not None:
+                raise HoldConflict(cmd.holdid, f"was placed for sku {other}")
+            raise InvalidSku(cmd.sku)
+        expires_at = now + timedelta(seconds=cmd.ttl_seconds)
+        hold = product.place_hold(cmd.holdid, cmd.qty, expires_at, now)
+        uow.commit()
+    if hold is None:
+        raise OutOfStockError(cmd.sku)
+    return hold.seen_at(now)
+
+
+def extend_hold(cmd: commands.ExtendHold, uow: AbstractUnitOfWork, *, clock: Clock) -> HoldState:
+    now = clock()
+    with uow:
+        product = _product_of_hold(uow.products.for_hold(cmd.holdid), cmd.holdid)
+        hold = product.extend_hold(cmd.holdid, now + timedelta(seconds=cmd.ttl_seconds), now)
+        uow.commit()
+    return hold.seen_at(now)
+
+
+def release_hold(cmd: commands.ReleaseHold, uow: AbstractUnitOfWork, *, clock: Clock) -> HoldState:
+    now = clock()
+    with uow:
+        product = _product_of_hold(uow.products.for_hold_release(cmd.holdid), cmd.holdid)
+        hold = product.release_hold(cmd.holdid, now)
+        uow.commit()
+    return hold.seen_at(now)
+
+
+def confirm_hold(
+    cmd: commands.ConfirmHold, uow: AbstractUnitOfWork, *, clock: Clock
+) -> model.Allocation:
+    now = clock()
+    with uow:
+        loaded = uow.products.for_confirmation(cmd.holdid, cmd.orderid)
+        product = _product_of_hold(loaded, cmd.holdid)
+        allocation = product.confirm_hold(cmd.holdid, cmd.orderid, now)
+        uow.commit()
+    return allocation
+
+
+def expire_holds(cmd: commands.ExpireHolds, uow: AbstractUnitOfWork, *, clock: Clock) -> int:
+    """How many of the SKU's holds it expired (none when another process got there first)."""
+    now = clock()
+    with uow:
+        product = uow.products.for_expiry(cmd.sku, now)
+        expired = [] if product is None else product.expire_holds(now)
+        uow.commit()
+    return len(expired)
+
+
+def _product_of_hold(product: model.Product | None, holdid: str) -> model.Product:
+    if product is None:
+        raise UnknownHold(holdid)
+    return product
 
 
 def send_out_of_stock_notification(

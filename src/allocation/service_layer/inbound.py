@@ -145,8 +145,10 @@ def apply(bus: MessageBus, command: commands.Command) -> Outcome:
     stale. An error that will not go away by itself (an unknown batch, a change that
     keeps losing its race after the bus's own retries) is a Rejected; an unreachable
     database is not."""
+    message_id = getattr(command, "message_id", None)
+    source = {} if message_id is None else {"message_id": message_id}
     try:
-        return Outcome(bus.handle(command))
+        return Outcome(bus.handle(command, source))
     except InfrastructureUnavailable:
         raise
     except AllocationError as error:

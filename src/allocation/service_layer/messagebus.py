@@ -38,8 +38,10 @@ class MessageBus:
         self._max_attempts = max_attempts
         self._on_retry = on_retry
 
-    def handle(self, message: Message) -> Any:
+    def handle(self, message: Message, source: Mapping[str, Any] | None = None) -> Any:
         """Runs the message and every event it leads to; returns the command's result.
+        ``source`` names what caused it (``{"request_id": …}``, ``{"message_id": …}``)
+        for the stock movements it records.
 
         A command's error reaches the caller, but only after the events its
         committed work raised (an OutOfStock, say) have been handled.
@@ -48,7 +50,7 @@ class MessageBus:
         try:
             if isinstance(message, commands.Command):
                 handler = self._command_handlers[type(message)]
-                return self._run(handler, message, queue)
+                return self._run(handler, message, queue, source or {})
             if isinstance(message, events.Event):
                 queue.append(message)
                 return None
@@ -61,11 +63,17 @@ class MessageBus:
             event = queue.popleft()
             for handler in self._event_handlers.get(type(event), ()):
                 try:
-                    self._run(handler, event, queue)
+                    self._run(handler, event, queue, {})
                 except Exception:
                     logger.exception("handler %s failed for %r", _name(handler), event)
 
-    def _run(self, handler: Handler, message: Message, queue: deque[events.Event]) -> Any:
+    def _run(
+        self,
+        handler: Handler,
+        message: Message,
+        queue: deque[events.Event],
+        source: Mapping[str, Any],
+    ) -> Any:
         """Calls the handler with a fresh Unit of Work, again on a concurrency conflict
         or when the database had dropped the pooled connection it was given."""
         result = None
@@ -73,6 +81,7 @@ class MessageBus:
             for attempt in self._retrying(handler, message):
                 with attempt:
                     uow = self.uow_factory()
+                    uow.source = source
                     try:
                         result = handler(message, uow)
                     finally:

@@ -16,6 +16,9 @@ CHANNELS: dict[type[events.Event], str] = {
     events.OutOfStock: "out_of_stock",
     events.SoldOut: "sold_out",
     events.BackInStock: "back_in_stock",
+    events.BackorderCancelled: "backorder_cancelled",
+    events.HoldPlaced: "hold_placed",
+    events.HoldEnded: "hold_ended",
 }
 
 
@@ -58,5 +61,10 @@ def to_message(event: events.Event) -> OutboxMessage | None:
 
 
 def payload_of(event: events.Event, envelope: Envelope) -> dict[str, Any]:
-    """What subscribers receive: the event's fields, then the envelope's."""
-    return {**event.to_dict(), **envelope.to_dict()}
+    """What subscribers receive: the event's fields (moments in ISO 8601), then the
+    envelope's."""
+    fields = {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in event.to_dict().items()
+    }
+    return {**fields, **envelope.to_dict()}

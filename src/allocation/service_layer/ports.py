@@ -10,6 +10,8 @@ from typing import Any
 
 from allocation.domain import commands, model
 from allocation.domain.availability import Availability
+from allocation.domain.holds import HoldState
+from allocation.domain.movements import Movement
 from allocation.service_layer.messages import OutboxMessage
 from allocation.service_layer.product_changes import (
     ProductAsRead,
@@ -58,14 +60,40 @@ class AbstractRepository(abc.ABC):
         return self._track(self._for_allocation(sku, orderid), with_lines=True)
 
     def for_batch_change(self, ref: str) -> model.Product | None:
-        """The product that has batch ``ref``, with every line of every batch and every
-        waiting line: a batch that shrinks hands its lines to the others or the queue."""
+        """The product that has batch ``ref``, with every line of every batch, every
+        waiting line and every active hold: a batch that shrinks hands its holds and
+        lines to the others or the queue."""
         return self._track(self._for_batch_change(ref), with_lines=True)
 
     def for_cancellation(self, sku: str, orderid: str) -> model.Product | None:
         """The product, its batches with order ``orderid``'s line, and every waiting line:
         the stock a cancellation frees goes to the queue."""
         return self._track(self._for_cancellation(sku, orderid), with_lines=True)
+
+    def for_new_hold(self, sku: str, holdid: str) -> model.Product | None:
+        """The product and its batches, holding hold ``holdid`` if it is this SKU's: enough
+        to place it. None for an unknown SKU, and for a ``holdid`` that another SKU's
+        product holds (``sku_of_hold`` says which)."""
+        return self._track(self._for_new_hold(sku, holdid), with_lines=False)
+
+    def for_hold(self, holdid: str) -> model.Product | None:
+        """The product of hold ``holdid`` and its batches, holding only that hold: enough
+        to extend it. None for an unknown hold."""
+        return self._track(self._for_hold(holdid, None, queue=False), with_lines=False)
+
+    def for_hold_release(self, holdid: str) -> model.Product | None:
+        """As ``for_hold``, and every waiting line: the units a release frees go to them."""
+        return self._track(self._for_hold(holdid, None, queue=True), with_lines=False)
+
+    def for_confirmation(self, holdid: str, orderid: str) -> model.Product | None:
+        """As ``for_hold``, and order ``orderid``'s line, allocated or waiting: a
+        confirmation must not give the order a second line for the SKU."""
+        return self._track(self._for_hold(holdid, orderid, queue=False), with_lines=True)
+
+    def for_expiry(self, sku: str, now: datetime) -> model.Product | None:
+        """The product, its batches, the holds due at ``now`` (active, past their expiry)
+        and every waiting line: the units expiry frees go to them."""
+        return self._track(self._for_expiry(sku, now), with_lines=False)
 
     def changes(self) -> list[ProductChanges]:
         """What changed in every product handed out since it was read (or added)."""
@@ -87,6 +115,14 @@ class AbstractRepository(abc.ABC):
         """The SKUs the order has a line for, allocated or waiting."""
 
     @abc.abstractmethod
+    def sku_of_hold(self, holdid: str) -> str | None:
+        """The SKU of hold ``holdid``, in any state; None for an unknown hold."""
+
+    @abc.abstractmethod
+    def skus_with_due_holds(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` SKUs with an active hold past its expiry at ``now``."""
+
+    @abc.abstractmethod
     def _add(self, product: model.Product) -> None: ...
 
     @abc.abstractmethod
@@ -100,6 +136,17 @@ class AbstractRepository(abc.ABC):
 
     @abc.abstractmethod
     def _for_cancellation(self, sku: str, orderid: str) -> model.Product | None: ...
+
+    @abc.abstractmethod
+    def _for_new_hold(self, sku: str, holdid: str) -> model.Product | None: ...
+
+    @abc.abstractmethod
+    def _for_hold(self, holdid: str, orderid: str | None, queue: bool) -> model.Product | None:
+        """The hold's product with the hold; with ``orderid`` that order's line, allocated
+        or waiting; with ``queue`` every waiting line."""
+
+    @abc.abstractmethod
+    def _for_expiry(self, sku: str, now: datetime) -> model.Product | None: ...
 
     @abc.abstractmethod
     def allocation_rows(self) -> set[AllocationRow]:
@@ -125,6 +172,19 @@ class AbstractAllocationsView(abc.ABC):
 
     @abc.abstractmethod
     def all_rows(self) -> set[AllocationRow]: ...
+
+
+class AbstractMovements(abc.ABC):
+    """The ledger of stock movements, written in the transaction of the change that made
+    them. Rows are only ever added: nothing rebuilds or rewrites them."""
+
+    @abc.abstractmethod
+    def add(self, sku: str, movement: Movement, source: Mapping[str, Any]) -> None:
+        """Records one movement; ``source`` names what caused it (request, message...)."""
+
+    @abc.abstractmethod
+    def sums(self, sku: str | None = None) -> dict[str, int]:
+        """Each SKU's sum of movements (only ``sku``'s, if given)."""
 
 
 class AbstractAvailabilityView(abc.ABC):
@@ -158,6 +218,15 @@ class WaitingLine:
     since: datetime
 
 
+@dataclass(frozen=True)
+class MovementRecord:
+    """A movement as the ledger keeps it: when, and what caused it."""
+
+    movement: Movement
+    at: datetime
+    source: dict[str, Any]
+
+
 class AbstractReadModel(abc.ABC):
     """The query side (CQRS): answers from the read models and tables, never by loading
     an aggregate, and outside any Unit of Work. Sees every change committed before."""
@@ -177,6 +246,15 @@ class AbstractReadModel(abc.ABC):
     @abc.abstractmethod
     def waiting_lines(self, sku: str) -> list[WaitingLine]:
         """The SKU's backorders, oldest first (the order they are served in)."""
+
+    @abc.abstractmethod
+    def hold(self, holdid: str, now: datetime) -> HoldState | None:
+        """The hold as a client sees it at ``now`` (an active one past its expiry is
+        expired); None for an unknown hold."""
+
+    @abc.abstractmethod
+    def movements(self, sku: str, after: int, limit: int) -> list[MovementRecord]:
+        """The SKU's movements numbered after ``after``, oldest first, at most ``limit``."""
 
 
 @dataclass(frozen=True)

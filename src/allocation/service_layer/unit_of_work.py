@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 from allocation.domain import events
 from allocation.service_layer.messages import to_message
@@ -13,6 +14,7 @@ from allocation.service_layer.ports import (
     AbstractAvailabilityView,
     AbstractChangePositions,
     AbstractDeadLetters,
+    AbstractMovements,
     AbstractOutbox,
     AbstractProcessedMessages,
     AbstractRepository,
@@ -25,8 +27,9 @@ class AbstractUnitOfWork(abc.ABC):
 
     Writes through the ports may be held back and sent at commit: read what you
     need before you change it. Committing also records, in the same transaction,
-    what the aggregates' changes imply outside them: the read models' rows and
-    the outbox messages.
+    what the aggregates' changes imply outside them: the read models' rows, the
+    outbox messages and the stock movements, attributed to ``source`` (what
+    caused the change: a request, a message, the expiry of holds).
     The events are released (collect_new_events) only after that commit
     succeeded; a rollback discards them.
     """
@@ -38,9 +41,11 @@ class AbstractUnitOfWork(abc.ABC):
     processed_messages: AbstractProcessedMessages
     change_positions: AbstractChangePositions
     dead_letters: AbstractDeadLetters
+    movements: AbstractMovements
 
     def __init__(self) -> None:
         self._committed_events: list[events.Event] = []
+        self.source: Mapping[str, Any] = {}
 
     def __enter__(self) -> AbstractUnitOfWork:
         return self
@@ -57,12 +62,16 @@ class AbstractUnitOfWork(abc.ABC):
         new_events = [event for product in self.products.seen for event in product.events]
         for event in new_events:
             self._record(event)
+        for product in self.products.seen:
+            for movement in product.movements:
+                self.movements.add(product.sku, movement, self.source)
         changes = [change for change in self.products.changes() if change.rows_changed]
         for change in changes:
             self.availability_view.put(change.product.availability())
         self._commit(changes)
         for product in self.products.seen:
             product.events.clear()
+            product.movements.clear()
         self._committed_events.extend(new_events)
 
     def _record(self, event: events.Event) -> None:
@@ -78,6 +87,7 @@ class AbstractUnitOfWork(abc.ABC):
         self._rollback()
         for product in self.products.seen:
             product.events.clear()
+            product.movements.clear()
 
     def collect_new_events(self) -> Iterator[events.Event]:
         while self._committed_events:

@@ -44,6 +44,11 @@ EXAMPLES: dict[type[events.Event], events.Event] = {
     events.OutOfStock: events.OutOfStock("SMALL-TABLE"),
     events.SoldOut: events.SoldOut("SMALL-TABLE"),
     events.BackInStock: events.BackInStock("SMALL-TABLE", 10),
+    events.BackorderCancelled: events.BackorderCancelled("order-2", "SMALL-TABLE", 5),
+    events.HoldPlaced: events.HoldPlaced(
+        "cart-7", "SMALL-TABLE", 1, "batch-001", datetime(2026, 11, 27, 9, 45, tzinfo=UTC)
+    ),
+    events.HoldEnded: events.HoldEnded("cart-7", "SMALL-TABLE", 1, "confirmed", "order-3"),
 }
 
 _INBOUND_EXAMPLE = {"batchref": "batch-001", "qty": 10, "message_id": "m-1", "sequence": 42}
@@ -83,18 +88,27 @@ def build_spec() -> dict[str, Any]:
 
 def published_schema(event_class: type[events.Event]) -> dict[str, Any]:
     """The JSON Schema of a published message: the event's fields and the envelope's.
-    Every field is always sent (the payload is the whole dataclass)."""
+    Every field is always sent (the payload is the whole dataclass), except those the
+    event sends only when set, which are then never null."""
     body = TypeAdapter(event_class).json_schema(mode="serialization")
     envelope = TypeAdapter(Envelope).json_schema(mode="serialization")
     properties = {**body["properties"], **envelope["properties"]}
-    for field in properties.values():
+    for name, field in properties.items():
         field.pop("default", None)
+        if name in event_class.sent_only_when_set:
+            field.update(_not_null(field))
     return {
         "title": _message_name(CHANNELS[event_class]),
         "type": "object",
         "properties": properties,
-        "required": list(properties),
+        "required": [name for name in properties if name not in event_class.sent_only_when_set],
     }
+
+
+def _not_null(field: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, null]`` as ``X``: a field sent only when set is never null."""
+    kinds = [kind for kind in field.pop("anyOf", []) if kind.get("type") != "null"]
+    return kinds[0] if len(kinds) == 1 else {"anyOf": kinds} if kinds else {}
 
 
 def inbound_schema() -> dict[str, Any]:
