@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -139,3 +139,45 @@ def test_the_queue_oldest_first_with_aware_times(side: Side) -> None:
     assert all(w.since.tzinfo is not None for w in waiting)
     assert waiting[0].since <= waiting[1].since
     assert side.read_model.waiting_lines("NOPE") == []
+
+
+def test_a_hold_as_the_client_sees_it(side: Side) -> None:
+    bus = bus_of(side)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 5))
+    placed = bus.handle(commands.PlaceHold("h1", "LAMP", 2, 60))
+    bus.handle(commands.PlaceHold("h2", "LAMP", 1, 60))
+    bus.handle(commands.ConfirmHold("h2", "o9"))
+
+    assert side.read_model.hold("h1", placed.expires_at - timedelta(seconds=1)) == placed
+    seen_late = side.read_model.hold("h1", placed.expires_at)
+    assert seen_late is not None and seen_late.status == "expired"  # over, not yet expired
+    confirmed = side.read_model.hold("h2", placed.expires_at)
+    assert confirmed is not None and (confirmed.status, confirmed.orderid) == ("confirmed", "o9")
+    assert confirmed.expires_at.tzinfo is not None
+    assert side.read_model.hold("nope", placed.expires_at) is None
+    [lamp] = side.read_model.availability(["LAMP"])
+    assert (lamp.available, lamp.held) == (2, 2)
+
+
+def test_movements_page_by_page_with_their_sources(side: Side) -> None:
+    bus = bus_of(side)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 5), {"request_id": "r-1"})
+    for orderid in ("o1", "o2", "o3"):
+        bus.handle(commands.Allocate(orderid, "LAMP", 1), {"message_id": f"m-{orderid}"})
+
+    first = side.read_model.movements("LAMP", after=0, limit=2)
+    rest = side.read_model.movements("LAMP", after=first[-1].movement.seq, limit=100)
+
+    assert [(r.movement.seq, r.movement.kind, r.movement.qty) for r in first + rest] == [
+        (1, "batch_added", 5),
+        (2, "allocated", -1),
+        (3, "allocated", -1),
+        (4, "allocated", -1),
+    ]
+    assert first[0].source == {"request_id": "r-1"} and rest[-1].source == {"message_id": "m-o3"}
+    assert rest[-1].movement.orderid == "o3" and rest[-1].movement.version == 4
+    assert all(r.at.tzinfo is not None for r in first + rest)
+    assert side.read_model.movements("NOPE", after=0, limit=10) == []
+    with side.uow_factory() as uow:
+        assert uow.movements.sums() == {"LAMP": 2}
+        assert uow.movements.sums("NOPE") == {}

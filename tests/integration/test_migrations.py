@@ -26,7 +26,9 @@ from allocation import bootstrap
 from allocation.adapters.outbox_wakeup import PostgresWakeup
 from allocation.adapters.sql import database, orm
 from allocation.config import Settings
+from allocation.domain import commands
 from allocation.entrypoints.api.app import create_app
+from allocation.service_layer import stock
 
 
 def schema_differences(engine: Engine) -> list[object]:
@@ -240,6 +242,68 @@ def test_an_existing_database_upgrades_in_place_without_losing_a_row(
         ("LAMP", 4, 0, [[None, 0], ["2030-01-01", 5], ["2030-02-01", 10]]),
         ("VASE", 1, 0, [[None, 2]]),
     ]
+
+
+_TABLES_OF_0006 = (*_TABLES_OF_0005, "backorders", "availability_view")
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "sqlite"])
+def test_the_stock_of_a_0006_database_opens_its_ledger(
+    dialect: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+) -> None:
+    if dialect == "postgres":
+        url = request.getfixturevalue("fresh_postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'allocation.sqlite3'}"
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        command.upgrade(database.alembic_config(connection), "0005")
+    _fill_revision_0005(engine)
+    with engine.begin() as connection:
+        command.upgrade(database.alembic_config(connection), "0006")
+        connection.execute(
+            text(
+                "INSERT INTO backorders (orderid, sku, qty, since)"
+                " VALUES ('o3', 'VASE', 4, CURRENT_TIMESTAMP)"
+            )
+        )
+    before = {table: _table_rows(engine, table) for table in _TABLES_OF_0006}
+
+    database.upgrade_to_head(engine)
+
+    assert_at_head(engine)
+    for table, rows in before.items():
+        after = _table_rows(engine, table)
+        assert sorted((row[: len(rows[0])] for row in after), key=repr) == rows, table
+    with engine.connect() as connection:
+        opening = connection.execute(
+            text(
+                "SELECT sku, seq, kind, qty, batchref, version, reason FROM stock_movements"
+                " ORDER BY sku, seq"
+            )
+        ).all()
+        numbered = connection.execute(
+            text("SELECT sku, movement_seq FROM products ORDER BY sku")
+        ).all()
+    assert [tuple(row) for row in opening] == [
+        ("LAMP", 1, "batch_added", 10, "ship-late", 4, "opening"),
+        ("LAMP", 2, "batch_added", 5, "warehouse", 4, "opening"),
+        ("LAMP", 3, "allocated", -5, "warehouse", 4, "opening"),
+        ("LAMP", 4, "batch_added", 8, "ship-soon", 4, "opening"),
+        ("LAMP", 5, "allocated", -3, "ship-soon", 4, "opening"),
+        ("VASE", 1, "batch_added", 2, "vase-1", 1, "opening"),
+    ]
+    assert [tuple(row) for row in numbered] == [("LAMP", 5), ("VASE", 1)]
+    uow_factory = bootstrap.make_uow_factory(Settings(DATABASE_URL=url))
+    assert stock.check_movements(uow_factory) == []
+    bus = bootstrap.bootstrap(Settings(DATABASE_URL=url), uow_factory=uow_factory)
+    bus.handle(commands.PlaceHold("h1", "LAMP", 2, 60))
+    bus.handle(commands.Allocate("o4", "VASE", 1))
+    bus.handle(commands.CreateBatch("vase-2", "VASE", 5))  # o3 (4), waiting, is served
+    assert stock.check_movements(uow_factory) == []
 
 
 def _table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:

@@ -109,7 +109,12 @@ def test_rebuild_restores_exactly_the_availability(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM availability_view WHERE sku = 'LAMP'"))
         connection.execute(text("UPDATE availability_view SET slots = '[]' WHERE sku = 'RUG'"))
-        connection.execute(text("INSERT INTO availability_view VALUES ('GHOST', 1, 0, '[]')"))
+        connection.execute(
+            text(
+                "INSERT INTO availability_view (sku, version, backordered, slots)"
+                " VALUES ('GHOST', 1, 0, '[]')"
+            )
+        )
 
     report = rebuild_views(SqlAlchemyUnitOfWork(engine)).availability
 

@@ -237,3 +237,114 @@ def test_a_new_batch_fills_the_queue_on_a_load_without_lines(
             model.OrderLine("o4", "LAMP", 1),
         }
         assert [b[0] for b in queue(everything)] == ["o2"]
+
+
+NOW = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+
+
+def lamp_with_holds() -> model.Product:
+    """LAMP: b1 of 10; o1 holds 1; hold h1 (2 units, 15 minutes) and h2 (3, 1 minute)."""
+    product = model.Product("LAMP")
+    product.add_batch(model.Batch("b1", "LAMP", 10))
+    product.allocate(model.OrderLine("o1", "LAMP", 1, NOW))
+    product.place_hold("h1", 2, NOW + timedelta(minutes=15), NOW)
+    product.place_hold("h2", 3, NOW + timedelta(minutes=1), NOW + timedelta(seconds=1))
+    return product
+
+
+def holds(product: model.Product) -> list[tuple[str, str, int, str]]:
+    return [(h.holdid, h.batchref, h.qty, h.status) for h in product.holds]
+
+
+def test_for_new_hold_holds_only_that_hold_of_this_sku(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_holds())
+    save(uow_factory, sofa())
+    with uow_factory() as uow:
+        loaded = uow.products.for_new_hold("LAMP", "h1")
+        assert loaded is not None and holds(loaded) == [("h1", "b1", 2, "active")]
+        assert loaded.batches[0].held_quantity == 5  # every active hold's units
+        assert loaded.holds[0].expires_at == NOW + timedelta(minutes=15)
+    with uow_factory() as uow:
+        fresh = uow.products.for_new_hold("LAMP", "new")
+        assert fresh is not None and fresh.holds == []
+    with uow_factory() as uow:
+        assert uow.products.for_new_hold("SOFA", "h1") is None  # h1 is LAMP's
+        assert uow.products.for_new_hold("NOPE", "new") is None
+        assert uow.products.sku_of_hold("h1") == "LAMP"
+        assert uow.products.sku_of_hold("new") is None
+
+
+def test_loads_by_holdid(uow_factory: UnitOfWorkFactory) -> None:
+    product = lamp_with_holds()
+    product.allocate(model.OrderLine("o2", "LAMP", 20, NOW), backorder=True)
+    save(uow_factory, product)
+    with uow_factory() as uow:
+        extend = uow.products.for_hold("h2")
+        assert extend is not None and holds(extend) == [("h2", "b1", 3, "active")]
+        assert extend.backorders == []
+    with uow_factory() as uow:
+        release = uow.products.for_hold_release("h2")
+        assert release is not None and [b.orderid for b in release.backorders] == ["o2"]
+    with uow_factory() as uow:
+        confirm = uow.products.for_confirmation("h1", "o1")
+        assert confirm is not None and holds(confirm) == [("h1", "b1", 2, "active")]
+        assert lines(confirm) == {"b1": {model.OrderLine("o1", "LAMP", 1)}}
+    with uow_factory() as uow:
+        waiting = uow.products.for_confirmation("h1", "o2")
+        assert waiting is not None and [b.orderid for b in waiting.backorders] == ["o2"]
+        assert uow.products.seen == {waiting}
+    with uow_factory() as uow:
+        assert uow.products.for_hold("nope") is None
+
+
+def test_for_expiry_holds_the_due_holds_and_the_queue(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_holds())
+    at = NOW + timedelta(minutes=2)
+    with uow_factory() as uow:
+        loaded = uow.products.for_expiry("LAMP", at)
+        assert loaded is not None and holds(loaded) == [("h2", "b1", 3, "active")]
+        assert uow.products.skus_with_due_holds(at, 10) == ["LAMP"]
+        assert uow.products.skus_with_due_holds(NOW, 10) == []
+
+
+def test_hold_changes_are_stored(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_holds())
+    with uow_factory() as uow:
+        loaded = uow.products.for_confirmation("h1", "o9")
+        assert loaded is not None
+        loaded.confirm_hold("h1", "o9", NOW)
+        uow.commit()
+    with uow_factory() as uow:
+        loaded = uow.products.for_expiry("LAMP", NOW + timedelta(minutes=2))
+        assert loaded is not None
+        loaded.expire_holds(NOW + timedelta(minutes=2))
+        uow.commit()
+    with uow_factory() as uow:
+        everything = uow.products.for_batch_change("b1")
+        assert everything is not None
+        assert everything.holds == []  # only active holds
+        batch = everything.batches[0]
+        assert (batch.allocated_quantity, batch.held_quantity) == (3, 0)
+        assert model.OrderLine("o9", "LAMP", 2) in batch.allocations
+        assert everything.movement_seq == 7
+    with uow_factory() as uow:
+        confirmed = uow.products.for_hold("h1")
+        assert confirmed is not None
+        assert (confirmed.holds[0].status, confirmed.holds[0].orderid) == ("confirmed", "o9")
+
+
+def test_for_batch_change_holds_every_active_hold(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, lamp_with_holds())
+    with uow_factory() as uow:
+        loaded = uow.products.for_batch_change("b1")
+        assert loaded is not None
+        assert [h.holdid for h in loaded.holds] == ["h1", "h2"]
+        loaded.change_batch_quantity("b1", 4)  # 1 allocated, 5 held: h2 (placed last) goes
+        uow.commit()
+    with uow_factory() as uow:
+        released = uow.products.for_hold("h2")
+        assert released is not None and released.holds[0].status == "released"
+        assert released.batches[0].held_quantity == 2
+    with uow_factory() as uow:
+        left = uow.products.for_batch_change("b1")
+        assert left is not None and [h.holdid for h in left.holds] == ["h1"]

@@ -33,6 +33,7 @@ from allocation.adapters.sql import database, orm
 from allocation.adapters.sql.statements import Statement, WriteBatch, bound, mark_prepared, preamble
 from allocation.domain import model
 from allocation.domain.availability import Availability
+from allocation.domain.holds import Hold
 from allocation.service_layer.ports import AbstractRepository, AllocationRow
 from allocation.service_layer.product_changes import ProductChanges
 
@@ -47,17 +48,30 @@ class _Load:
     rows: Statement
     lines: bool = False  # the rows carry (some) allocated lines
     waiting: bool = False  # the rows carry the order's waiting line
+    holds: bool = False  # the rows carry the holds the load names
     all_waiting: bool = False  # read every waiting line with a statement of its own
+    all_holds: bool = False  # read every active hold with a statement of its own
 
 
 _BATCHES_AND_QUEUE = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_WITH_BATCHES, all_waiting=True)
 _FOR_ALLOCATION = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_FOR_ALLOCATION, lines=True, waiting=True)
 _FOR_BATCH_CHANGE = _Load(
-    sql.LOCK_BY_BATCHREF, sql.PRODUCT_WITH_ALL_LINES, lines=True, all_waiting=True
+    sql.LOCK_BY_BATCHREF,
+    sql.PRODUCT_WITH_ALL_LINES,
+    lines=True,
+    all_waiting=True,
+    all_holds=True,
 )
 _FOR_CANCELLATION = _Load(
     sql.LOCK_BY_SKU, sql.PRODUCT_WITH_LINES_OF_ORDER, lines=True, all_waiting=True
 )
+_FOR_NEW_HOLD = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_FOR_NEW_HOLD, holds=True)
+_FOR_HOLD = _Load(sql.LOCK_BY_HOLDID, sql.PRODUCT_WITH_HOLD, holds=True)
+_FOR_HOLD_RELEASE = _Load(sql.LOCK_BY_HOLDID, sql.PRODUCT_WITH_HOLD, holds=True, all_waiting=True)
+_FOR_CONFIRMATION = _Load(
+    sql.LOCK_BY_HOLDID, sql.PRODUCT_FOR_CONFIRMATION, lines=True, waiting=True, holds=True
+)
+_FOR_EXPIRY = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_WITH_DUE_HOLDS, holds=True, all_waiting=True)
 
 
 class SqlAlchemyRepository(AbstractRepository):
@@ -82,6 +96,27 @@ class SqlAlchemyRepository(AbstractRepository):
     def _for_cancellation(self, sku: str, orderid: str) -> model.Product | None:
         return self._load(_FOR_CANCELLATION, {"sku": sku, "orderid": orderid})
 
+    def _for_new_hold(self, sku: str, holdid: str) -> model.Product | None:
+        return self._load(_FOR_NEW_HOLD, {"sku": sku, "holdid": holdid})
+
+    def _for_hold(self, holdid: str, orderid: str | None, queue: bool) -> model.Product | None:
+        if orderid is not None:
+            return self._load(_FOR_CONFIRMATION, {"holdid": holdid, "orderid": orderid})
+        return self._load(_FOR_HOLD_RELEASE if queue else _FOR_HOLD, {"holdid": holdid})
+
+    def _for_expiry(self, sku: str, now: datetime) -> model.Product | None:
+        return self._load(_FOR_EXPIRY, {"sku": sku, "now": now})
+
+    def sku_of_hold(self, holdid: str) -> str | None:
+        found = sql.SKU_OF_HOLD.execute(self.session.connection(), {"holdid": holdid}).first()
+        return None if found is None else str(found[0])
+
+    def skus_with_due_holds(self, now: datetime, limit: int) -> list[str]:
+        params = {"now": now, "limit": limit}
+        return [
+            row[0] for row in sql.SKUS_WITH_DUE_HOLDS.execute(self.session.connection(), params)
+        ]
+
     def has_batch(self, ref: str) -> bool:
         found = self.session.execute(select(_B.c.id).where(_B.c.reference == ref)).first()
         return found is not None
@@ -93,22 +128,31 @@ class SqlAlchemyRepository(AbstractRepository):
         )
         return {row[0] for row in self.session.execute(query)}
 
-    def _load(self, load: _Load, params: dict[str, str]) -> model.Product | None:
+    def _load(self, load: _Load, params: dict[str, Any]) -> model.Product | None:
         """Products are read to be changed: on PostgreSQL the product's row is locked
         first, so a second writer of the same SKU waits instead of doing its work
         twice, and the product is then read in a snapshot taken after the lock (the
         two statements share one round trip). The versioned UPDATE at commit stays
         the guarantee."""
         product: model.Product | None = self._read(functools.partial(_product_query, load), params)
-        if product is not None and load.all_waiting:
-            waiting = self._read(_waiting_query, {"sku": product.sku}, many=True)
+        if product is None:
+            return None
+        if load.all_waiting:
+            waiting = self._read(_WAITING_QUERY, {"sku": product.sku}, many=True)
             set_committed_value(product, "backorders", waiting)
+        elif not load.waiting:  # nor one that names no waiting line any
+            set_committed_value(product, "backorders", [])
+        if load.all_holds:
+            holds = self._read(_HOLDS_QUERY, {"sku": product.sku}, many=True)
+            set_committed_value(product, "holds", holds)
+        elif not load.holds:  # a load that names no hold hands out none
+            set_committed_value(product, "holds", [])
         return product
 
     def _read(
         self,
         query_for: Callable[[str | None], Executable],
-        params: dict[str, str],
+        params: dict[str, Any],
         many: bool = False,
     ) -> Any:
         """Runs the ORM query ``query_for`` builds: given what a new PostgreSQL connection
@@ -153,9 +197,14 @@ def _write(changes: ProductChanges, writes: WriteBatch) -> None:
                 "sku": product.sku,
                 "version": product.version_number,
                 "backordered": product.backordered_quantity,
+                "movement_seq": product.movement_seq,
             },
         )
     _write_batches(changes, writes)
+    for hold in changes.new_holds:
+        writes.add(sql.INSERT_HOLD, _hold_params(hold))
+    for hold in changes.changed_holds:
+        writes.add(sql.UPDATE_HOLD, _hold_params(hold))
     # Deletions first: a line moving to another batch, or between a batch and the
     # queue, keeps its (orderid, sku).
     for line in changes.removed_lines:
@@ -175,20 +224,40 @@ def _write(changes: ProductChanges, writes: WriteBatch) -> None:
                 "read_version": changes.read_version,
                 "version": product.version_number,
                 "backordered": product.backordered_quantity,
+                "movement_seq": product.movement_seq,
             },
         )
 
 
 def _write_batches(changes: ProductChanges, writes: WriteBatch) -> None:
     for batch in changes.new_batches:
-        quantities = {"purchased": batch.purchased_quantity, "allocated": batch.allocated_quantity}
         writes.add(
             sql.INSERT_BATCH,
-            {"ref": batch.reference, "sku": batch.sku, "eta": batch.eta, **quantities},
+            {"ref": batch.reference, "sku": batch.sku, "eta": batch.eta, **_quantities(batch)},
         )
     for batch in changes.changed_batches:
-        quantities = {"purchased": batch.purchased_quantity, "allocated": batch.allocated_quantity}
-        writes.add(sql.UPDATE_BATCH, {"ref": batch.reference, **quantities})
+        writes.add(sql.UPDATE_BATCH, {"ref": batch.reference, **_quantities(batch)})
+
+
+def _quantities(batch: model.Batch) -> dict[str, int]:
+    return {
+        "purchased": batch.purchased_quantity,
+        "allocated": batch.allocated_quantity,
+        "held": batch.held_quantity,
+    }
+
+
+def _hold_params(hold: Hold) -> dict[str, Any]:
+    return {
+        "holdid": hold.holdid,
+        "sku": hold.sku,
+        "qty": hold.qty,
+        "batchref": hold.batchref,
+        "status": hold.status,
+        "expires_at": hold.expires_at,
+        "placed_at": hold.placed_at,
+        "orderid": hold.orderid,
+    }
 
 
 def _line_params(ref: str, line: model.OrderLine) -> dict[str, Any]:
@@ -206,20 +275,26 @@ def _line_params(ref: str, line: model.OrderLine) -> dict[str, Any]:
 
 
 def _product_query(load: _Load, prefix: str | None) -> Executable:
-    return _built(class_mapper(model.Product), load, prefix)
+    return _built(class_mapper(model.Product), (load.lock, load.rows), load, prefix)
 
 
-def _waiting_query(prefix: str | None) -> Executable:
-    return _built(class_mapper(model.Backorder), None, prefix)
+def _collection(cls: type, statement: Statement) -> Callable[[str | None], Executable]:
+    """The query for one of a product's collections, read by a statement of its own."""
+    return lambda prefix: _built(class_mapper(cls), (statement,), None, prefix)
+
+
+_WAITING_QUERY = _collection(model.Backorder, sql.WAITING_LINES)
+_HOLDS_QUERY = _collection(Hold, sql.ACTIVE_HOLDS)
 
 
 @functools.cache
-def _built(mapper: Mapper[Any], load: _Load | None, prefix: str | None) -> Executable:
-    """The ORM query for a load of products (or, without one, of a product's waiting
-    lines), built once per mapping: on PostgreSQL (``prefix`` not None) the prepared
-    statements by name, after what a new connection needs first; elsewhere the
-    statement itself."""
-    statements = [sql.WAITING_LINES] if load is None else [load.lock, load.rows]
+def _built(
+    mapper: Mapper[Any], statements: tuple[Statement, ...], load: _Load | None, prefix: str | None
+) -> Executable:
+    """The ORM query for a load of products (or, without one, of one of a product's
+    collections), built once per mapping: on PostgreSQL (``prefix`` not None) the
+    prepared statements by name, after what a new connection needs first; elsewhere
+    the last statement itself."""
     rows = statements[-1]
     if prefix is not None:
         call = prefix + "; ".join(s.call_with_named_parameters() for s in statements)
@@ -233,13 +308,17 @@ def _built(mapper: Mapper[Any], load: _Load | None, prefix: str | None) -> Execu
 
 
 def _eager(load: _Load) -> list[Any]:
-    """What the rows fill in, for the ORM: the batches, and the lines the load reads."""
+    """What the rows fill in, for the ORM: the batches, and the lines, waiting line and
+    holds the load reads."""
     batches = contains_eager(_mapped(model.Product, "batches"))
     if load.lines:
         batches = batches.contains_eager(_mapped(model.Batch, "_allocations"))
+    options = [batches]
     if load.waiting:
-        return [batches, contains_eager(_mapped(model.Product, "backorders"))]
-    return [batches]
+        options.append(contains_eager(_mapped(model.Product, "backorders")))
+    if load.holds:
+        options.append(contains_eager(_mapped(model.Product, "holds")))
+    return options
 
 
 def _mapped(cls: type, name: str) -> QueryableAttribute[Any]:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from allocation.adapters.persistence.ledger import SqlAlchemyMovements
 from allocation.adapters.persistence.messaging_store import (
     SqlAlchemyChangePositions,
     SqlAlchemyDeadLetters,
@@ -59,6 +60,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.processed_messages = SqlAlchemyProcessedMessages(self.session, self._writes)
         self.change_positions = SqlAlchemyChangePositions(self.session, self._writes)
         self.dead_letters = SqlAlchemyDeadLetters(self.session)
+        self.movements = SqlAlchemyMovements(self.session, self._writes)
         return self
 
     def __exit__(

@@ -3,6 +3,7 @@ autocommit connection, with no Session, no transaction and no aggregate loaded."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +17,18 @@ from allocation.adapters.sql import database, orm
 from allocation.adapters.sql.statements import Statement, mark_prepared, param, preamble, statement
 from allocation.domain.availability import Availability
 from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
-from allocation.service_layer.ports import AbstractReadModel, OrderLineState, WaitingLine
+from allocation.domain.holds import HoldState
+from allocation.domain.movements import Movement
+from allocation.service_layer.ports import (
+    AbstractReadModel,
+    MovementRecord,
+    OrderLineState,
+    WaitingLine,
+)
 
 _VIEW, _AVAILABILITY = orm.allocations_view, orm.availability_view
 _A, _B, _W = orm.allocations, orm.batches, orm.backorders
+_H, _M = orm.holds, orm.stock_movements
 
 ALLOCATIONS_FOR_ORDER = statement(
     "allocations_for_order",
@@ -65,6 +74,32 @@ WAITING_LINES = statement(
     .order_by(_W.c.since, _W.c.id),
 )
 
+HOLD = statement(
+    "hold_by_id",
+    select(
+        _H.c.holdid, _H.c.sku, _H.c.qty, _H.c.batchref, _H.c.status, _H.c.expires_at, _H.c.orderid
+    ).where(_H.c.holdid == param("holdid", _H.c.holdid)),
+)
+_MOVEMENT_COLUMNS = [
+    _M.c.seq,
+    _M.c.kind,
+    _M.c.qty,
+    _M.c.batchref,
+    _M.c.version,
+    _M.c.reason,
+    _M.c.orderid,
+    _M.c.holdid,
+    _M.c.at,
+    _M.c.source,
+]
+MOVEMENTS = statement(
+    "movements_of_sku",
+    select(*_MOVEMENT_COLUMNS)
+    .where(_M.c.sku == param("sku", _M.c.sku), _M.c.seq > param("after", _M.c.seq))
+    .order_by(_M.c.seq)
+    .limit(param("limit", _M.c.qty)),
+)
+
 
 class SqlReadModel(AbstractReadModel):
     """Queries on an engine of autocommit connections (a read needs no transaction).
@@ -97,6 +132,27 @@ class SqlReadModel(AbstractReadModel):
     def waiting_lines(self, sku: str) -> list[WaitingLine]:
         rows = self._rows(WAITING_LINES, {"sku": sku})
         return [WaitingLine(orderid, qty, _utc(since)) for orderid, qty, since in rows]
+
+    def hold(self, holdid: str, now: datetime) -> HoldState | None:
+        rows = self._rows(HOLD, {"holdid": holdid})
+        if not rows:
+            return None
+        holdid, sku, qty, batchref, status, expires_at, orderid = rows[0]
+        expires_at = _utc(expires_at)
+        if status == "active" and expires_at <= now:  # over, though not yet expired
+            status = "expired"
+        return HoldState(holdid, sku, qty, batchref, status, expires_at, orderid)
+
+    def movements(self, sku: str, after: int, limit: int) -> list[MovementRecord]:
+        rows = self._rows(MOVEMENTS, {"sku": sku, "after": after, "limit": limit})
+        return [
+            MovementRecord(
+                Movement(seq, kind, qty, batchref, version, reason, orderid, holdid),
+                _utc(at),
+                json.loads(source),
+            )
+            for seq, kind, qty, batchref, version, reason, orderid, holdid, at, source in rows
+        ]
 
     def _rows(self, query: Statement, params: Mapping[str, Any]) -> list[Any]:
         try:

@@ -42,7 +42,7 @@ _AVAILABILITY = orm.availability_view
 
 
 # The columns of an availability row, in the order `decode` takes them.
-AVAILABILITY_COLUMNS = ("sku", "version", "backordered", "slots")
+AVAILABILITY_COLUMNS = ("sku", "version", "backordered", "slots", "held")
 AVAILABILITY_UPSERT = upsert(
     "upsert_availability_view_row", _AVAILABILITY, keys=("sku",), columns=AVAILABILITY_COLUMNS
 )
@@ -60,14 +60,14 @@ def encode_slots(slots: tuple[Slot, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def decode(sku: str, version: int, backordered: int, slots: str) -> Availability:
+def decode(sku: str, version: int, backordered: int, slots: str, held: int) -> Availability:
     """An availability row as the domain's value. A row is decoded once: the value is
     immutable, and a SKU's row changes only with its version."""
     decoded = tuple(
         Slot(date.fromisoformat(eta) if eta else None, int(units))
         for eta, units in json.loads(slots)
     )
-    return Availability(sku, int(version), decoded, int(backordered))
+    return Availability(sku, int(version), decoded, int(backordered), int(held))
 
 
 class SqlAlchemyAllocationsView(AbstractAllocationsView):
@@ -103,6 +103,7 @@ class SqlAlchemyAvailabilityView(AbstractAvailabilityView):
                 "version": availability.version,
                 "backordered": availability.backordered,
                 "slots": encode_slots(availability.slots),
+                "held": availability.held,
             },
         )
 

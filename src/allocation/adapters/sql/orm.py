@@ -26,6 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry, relationship
 
 from allocation.domain import model
+from allocation.domain.holds import Hold
 
 NAME_LENGTH = 255
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -60,6 +61,8 @@ products = Table(
     Column("version_number", Integer, nullable=False, server_default="0"),
     # Units of the lines waiting for stock: what a partial load cannot count itself.
     Column("backordered_quantity", Integer, nullable=False, server_default="0"),
+    # The number of the SKU's last stock movement: the next one is one more.
+    Column("movement_seq", Integer, nullable=False, server_default="0"),
 )
 
 batches = Table(
@@ -70,6 +73,7 @@ batches = Table(
     Column("sku", ForeignKey("products.sku"), nullable=False, index=True),
     Column("purchased_quantity", Integer, nullable=False),
     Column("allocated_quantity", Integer, nullable=False, server_default="0"),
+    Column("held_quantity", Integer, nullable=False, server_default="0"),
     Column("eta", Date, nullable=True),
 )
 
@@ -102,6 +106,49 @@ backorders = Table(
 )
 Index("ix_backorders_sku_since", backorders.c.sku, backorders.c.since, backorders.c.id)
 
+# Stock set aside for checkouts, in every state: an ended hold stays, so that a
+# retried request is recognised and GET /holds/<holdid> can say how it ended.
+holds = Table(
+    "holds",
+    metadata,
+    Column("holdid", String(NAME_LENGTH), primary_key=True),
+    Column("sku", ForeignKey("products.sku"), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("batchref", String(NAME_LENGTH), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("placed_at", UtcDateTime, nullable=False),
+    Column("orderid", String(NAME_LENGTH), nullable=True),
+)
+Index("ix_holds_sku_status", holds.c.sku, holds.c.status)
+# The expiry worker's question, "which active holds are past their time?", from a
+# small index of the active ones.
+Index(
+    "ix_holds_active_expiry",
+    holds.c.expires_at,
+    postgresql_where=holds.c.status == "active",
+    sqlite_where=holds.c.status == "active",
+)
+
+# The ledger: one row per change of a SKU's available stock, only ever added. No
+# foreign key: a new product's first movements are written before its row, in the
+# same round trip.
+stock_movements = Table(
+    "stock_movements",
+    metadata,
+    Column("sku", String(NAME_LENGTH), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("batchref", String(NAME_LENGTH), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("orderid", String(NAME_LENGTH), nullable=True),
+    Column("holdid", String(NAME_LENGTH), nullable=True),
+    Column("source", Text, nullable=False),  # JSON: what caused it
+)
+
 allocations_view = Table(
     "allocations_view",
     metadata,
@@ -120,6 +167,7 @@ availability_view = Table(
     Column("version", Integer, nullable=False),
     Column("backordered", Integer, nullable=False),
     Column("slots", Text, nullable=False),
+    Column("held", Integer, nullable=False, server_default="0"),
 )
 
 
@@ -190,16 +238,19 @@ def start_mappers() -> None:
         properties={
             "_purchased_quantity": batches.c.purchased_quantity,
             "_allocated_quantity": batches.c.allocated_quantity,
+            "_held_quantity": batches.c.held_quantity,
             "_allocations": relationship(model.OrderLine, collection_class=set, lazy="raise"),
         },
     )
     mapper_registry.map_imperatively(model.Backorder, backorders)
+    mapper_registry.map_imperatively(Hold, holds)
     mapper_registry.map_imperatively(
         model.Product,
         products,
         properties={
             "batches": relationship(model.Batch, lazy="raise", order_by=batches.c.id),
             "backorders": relationship(model.Backorder, lazy="raise", order_by=backorders.c.id),
+            "holds": relationship(Hold, lazy="raise", order_by=holds.c.placed_at),
         },
     )
     event.listen(model.Product, "load", _init_events)
@@ -211,3 +262,4 @@ def clear_mappers() -> None:
 
 def _init_events(product: model.Product, _context: Any) -> None:
     product.events = []
+    product.movements = []
