@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from allocation.domain.availability import Availability
-from allocation.service_layer.ports import AbstractReadModel, OrderLineState, WaitingLine
+from allocation.domain.holds import HoldState
+from allocation.service_layer.ports import (
+    AbstractReadModel,
+    MovementRecord,
+    OrderLineState,
+    WaitingLine,
+)
 
 
 def allocations(orderid: str, read_model: AbstractReadModel) -> list[dict[str, str]]:
@@ -28,3 +36,26 @@ def queue(sku: str, read_model: AbstractReadModel) -> list[WaitingLine] | None:
     if not read_model.availability([sku]):
         return None
     return read_model.waiting_lines(sku)
+
+
+def hold(holdid: str, read_model: AbstractReadModel) -> HoldState | None:
+    """The hold as it stands now (expired as soon as its time is up); None when unknown."""
+    return read_model.hold(holdid, datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class MovementsPage:
+    records: list[MovementRecord]
+    next_after: int | None  # where the next page starts; None on the last page
+
+
+def movements(
+    sku: str, after: int, limit: int, read_model: AbstractReadModel
+) -> MovementsPage | None:
+    """The SKU's movements after ``after``, oldest first, ``limit`` at most; None for an
+    unknown SKU."""
+    if not read_model.availability([sku]):
+        return None
+    found = read_model.movements(sku, after, limit + 1)
+    records = found[:limit]
+    return MovementsPage(records, records[-1].movement.seq if len(found) > limit else None)

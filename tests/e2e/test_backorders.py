@@ -343,6 +343,7 @@ def test_availability_counts_free_units_now_and_incoming(api: Service) -> None:
         "in_stock": 2,
         "incoming": [{"eta": "2031-01-01", "qty": 8}, {"eta": "2031-02-01", "qty": 7}],
         "backordered": 11,
+        "held": 0,
     }
     assert isinstance(body["version"], int)
     etag = response.headers["ETag"]
@@ -380,6 +381,7 @@ def test_availability_counts_free_units_now_and_incoming(api: Service) -> None:
         "in_stock": 0,
         "incoming": [{"eta": "2032-03-04", "qty": 4}],
         "backordered": 0,
+        "held": 0,
     }
     assert many.json() == [other_shown, changed.json()]
     asked = ok_json(get(api, "/availability", params={"sku": [sku, other], "qty": 4}))

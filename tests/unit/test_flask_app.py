@@ -358,6 +358,7 @@ class TestAvailability:
             "in_stock": 3,
             "incoming": [{"eta": "2030-01-01", "qty": 10}],
             "backordered": 0,
+            "held": 0,
         }
         asked = client.get("/availability/LAMP?qty=4").get_json()
         assert (asked["can_allocate"], asked["eta"]) == (True, "2030-01-01")

@@ -52,6 +52,8 @@ STATUS_CODES: dict[type[Exception], int] = {
     exceptions.UnknownBatch: 404,
     exceptions.UnknownLine: 404,
     exceptions.UnknownOrder: 404,
+    exceptions.UnknownHold: 404,
+    exceptions.HoldConflict: 409,
     exceptions.OutOfStockError: 409,
     exceptions.DuplicateBatch: 409,
     exceptions.LineConflict: 409,

@@ -83,3 +83,9 @@ def _shortened(path: str) -> str:
 
 def _usable_request_id(value: str) -> bool:
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
+
+
+def request_source() -> dict[str, str]:
+    """What caused a change made by the current request, for its stock movements."""
+    request_id = g.get("request_id")
+    return {} if request_id is None else {"request_id": request_id}

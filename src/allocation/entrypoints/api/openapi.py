@@ -20,7 +20,8 @@ from allocation import package_version
 from allocation.config import Settings
 from allocation.domain.exceptions import DatabaseUnavailable
 from allocation.entrypoints.api import bodies, errors, responses
-from allocation.entrypoints.api.operations import OPERATIONS, Answer, Operation
+from allocation.entrypoints.api.declarations import Answer, Operation
+from allocation.entrypoints.api.operations import OPERATIONS
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "allocation"

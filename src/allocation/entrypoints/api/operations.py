@@ -8,67 +8,27 @@ A test checks that every route the app serves is declared here and vice versa.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from allocation.domain import exceptions
 from allocation.entrypoints import validation
 from allocation.entrypoints.api import responses, schemas
+from allocation.entrypoints.api.declarations import (
+    BAD_QUANTITY,
+    PATH_NAME,
+    SKU,
+    Answer,
+    Operation,
+    Parameter,
+)
 from allocation.entrypoints.api.errors import NoAllocations, NoLines, UnknownSku
+from allocation.entrypoints.api.hold_operations import HOLD_OPERATIONS
 
-
-@dataclass(frozen=True)
-class Answer:
-    """A success response: its status, and the model (or media type) of its body."""
-
-    status: int
-    description: str
-    model: type[BaseModel] | None = None
-    example: Any = None
-    media: str | None = "application/json"  # None: no body
-    headers: dict[str, str] = field(default_factory=dict)  # name -> description
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A parameter in the path (always required) or the query string."""
-
-    schema: dict[str, Any]
-    description: str
-    example: Any
-    location: Literal["path", "query"] = "path"
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    operation_id: str
-    tag: str
-    summary: str
-    answers: tuple[Answer, ...]
-    description: str = ""
-    body: type[BaseModel] | None = None
-    body_example: Any = None
-    refusals: tuple[Exception, ...] = ()  # the errors it answers, with typical messages
-    parameters: dict[str, Parameter] = field(default_factory=dict)
-    writes: bool = False  # a write: bearer token, JSON bodies only, the database
-
-    @property
-    def reads_the_database(self) -> bool:
-        return self.tag not in ("operations", "docs")
-
-
-_BAD_QTY = validation.InvalidInput("qty: Input should be greater than 0")
-_NAME = schemas.path_id.json_schema()
 _TOO_LONG = validation.InvalidInput(
     f"orderid: String should have at most {validation.MAX_NAME_LENGTH} characters"
 )
 _ORDERID = Parameter(
-    _NAME,
+    PATH_NAME,
     "The order id, percent-encoded (`/` as `%2F`). A path's trailing `/` is dropped"
     " (308 to the path without it), so an id here cannot end with `/`.",
     "order-1",
@@ -76,7 +36,6 @@ _ORDERID = Parameter(
 _SKU_TOO_LONG = validation.InvalidInput(
     f"sku: String should have at most {validation.MAX_NAME_LENGTH} characters"
 )
-_SKU = Parameter(_NAME, "The SKU, percent-encoded.", "SMALL-TABLE")
 _SKU_SEGMENT = Parameter(
     schemas.segment.json_schema(), "The SKU: the last path segment.", "SMALL-TABLE"
 )
@@ -105,6 +64,7 @@ _AVAILABILITY_EXAMPLE = {
     "in_stock": 5,
     "incoming": [{"eta": "2026-12-01", "qty": 10}],
     "backordered": 3,
+    "held": 2,
 }
 _RELEASED_EXAMPLE = {"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2, "batchref": "batch-001"}
 
@@ -195,7 +155,7 @@ _ORDER_OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         refusals=(_SKU_TOO_LONG, UnknownSku("SMALL-TABLE")),
-        parameters={"sku": _SKU},
+        parameters={"sku": SKU},
     ),
 )
 
@@ -217,13 +177,14 @@ _AVAILABILITY_OPERATIONS: tuple[Operation, ...] = (
             Answer(304, "Not modified since the version given in `If-None-Match`.", media=None),
         ),
         description=(
-            "`available` counts unallocated units over all batches, `in_stock` those in"
-            " the warehouse, `incoming` those arriving, per date. With `?qty=N`, also"
+            "`available` counts units neither allocated nor held, over all batches,"
+            " `in_stock` those in the warehouse, `incoming` those arriving, per date;"
+            " `held` the units active holds set aside. With `?qty=N`, also"
             " what allocating N units now would do: `can_allocate`, and `eta` (null:"
             " from the warehouse now)."
         ),
         refusals=(validation.InvalidInput("qty: Input should be a whole number"), UnknownSku("X")),
-        parameters={"sku": _SKU, "qty": _QTY},
+        parameters={"sku": SKU, "qty": _QTY},
     ),
     Operation(
         "get",
@@ -255,7 +216,7 @@ OPERATIONS: tuple[Operation, ...] = (
         description="A batch arrives: `eta` null (or absent) for warehouse stock.",
         body=schemas.AddBatchRequest,
         body_example={"ref": "batch-001", "sku": "SMALL-TABLE", "qty": 20, "eta": None},
-        refusals=(_BAD_QTY, exceptions.DuplicateBatch("batch-001")),
+        refusals=(BAD_QUANTITY, exceptions.DuplicateBatch("batch-001")),
         writes=True,
     ),
     Operation(
@@ -289,7 +250,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=schemas.AllocateRequest,
         body_example={"orderid": "order-1", "sku": "SMALL-TABLE", "qty": 2, "backorder": True},
         refusals=(
-            _BAD_QTY,
+            BAD_QUANTITY,
             exceptions.InvalidSku("SMALL-TABLE"),
             exceptions.OutOfStockError("SMALL-TABLE"),
             exceptions.LineConflict("order-1", "SMALL-TABLE", 3),
@@ -315,6 +276,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     *_ORDER_OPERATIONS,
     *_AVAILABILITY_OPERATIONS,
+    *HOLD_OPERATIONS,
     Operation(
         "get",
         "/health",

@@ -50,6 +50,7 @@ class Availability(_Response):
     in_stock: int = Field(description="Of those, units in the warehouse (batches with no ETA).")
     incoming: list[Incoming] = Field(description="Units arriving, per date, earliest first.")
     backordered: int = Field(description="Units of order lines waiting for stock.")
+    held: int = Field(description="Units set aside by active holds: not counted as available.")
     can_allocate: bool | None = Field(
         None, description="With `?qty=N`: whether allocating N units now would succeed."
     )
@@ -95,6 +96,41 @@ class Released(_Response):
 
 class ReleasedLines(RootModel[list[Released]]):
     """Every line of the order, released."""
+
+
+class Hold(_Response):
+    holdid: str
+    sku: str
+    qty: int
+    batchref: str = Field(description="The batch the units are held in.")
+    status: Literal["active", "confirmed", "released", "expired"] = Field(
+        description="`expired` as soon as `expires_at` has passed."
+    )
+    expires_at: datetime = Field(description="When the units go back, unless confirmed (UTC).")
+    orderid: str | None = Field(None, description="Once confirmed: the order it became a line of.")
+
+
+class Movement(_Response):
+    seq: int = Field(description="The SKU's movements are numbered from 1, with no gaps.")
+    at: datetime
+    kind: Literal[
+        "batch_added", "batch_changed", "allocated", "deallocated", "hold_placed", "hold_ended"
+    ]
+    qty: int = Field(description="The signed change of the SKU's `available`.")
+    batchref: str | None
+    version: int = Field(description="The product's version after the change.")
+    reason: str = Field(description="Why, within the kind (e.g. `backorder_filled`, `expired`).")
+    orderid: str | None = Field(None, description="The order line concerned, if any.")
+    holdid: str | None = Field(None, description="The hold concerned, if any.")
+    source: dict[str, str | bool] = Field(
+        description='What caused it: `{"request_id"}`, `{"message_id"}` or `{"expiry": true}`.'
+    )
+
+
+class Movements(_Response):
+    sku: str
+    movements: list[Movement] = Field(description="Oldest first.")
+    next: int | None = Field(description="`?after=` for the next page; null on the last one.")
 
 
 class Error(_Response):

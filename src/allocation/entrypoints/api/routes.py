@@ -20,7 +20,9 @@ from allocation.domain import commands
 from allocation.domain.availability import Availability
 from allocation.domain.model import Allocation, Release
 from allocation.entrypoints import validation
-from allocation.entrypoints.api import bodies, errors, schemas
+from allocation.entrypoints.api import bodies, errors, holds, schemas
+from allocation.entrypoints.api.observability import request_source
+from allocation.service_layer.ports import MovementRecord
 
 
 def add(app: Flask, service: bootstrap.Api, limit: int) -> None:
@@ -28,6 +30,7 @@ def add(app: Flask, service: bootstrap.Api, limit: int) -> None:
     _writes(app, service, limit)
     _reads(app, service)
     _availability(app, service)
+    holds.add(app, service, limit)
 
 
 def _writes(app: Flask, service: bootstrap.Api, limit: int) -> None:
@@ -36,25 +39,26 @@ def _writes(app: Flask, service: bootstrap.Api, limit: int) -> None:
     @app.post("/add_batch")
     def add_batch() -> tuple[Response, int]:
         cmd = validation.parse(schemas.AddBatchRequest, bodies.read(limit)).to_command()
-        bus.handle(cmd)
+        bus.handle(cmd, request_source())
         return jsonify(ref=cmd.ref), 201
 
     @app.post("/allocate")
     def allocate() -> tuple[Response, int, dict[str, str]]:
         body = validation.parse(schemas.AllocateRequest, bodies.read(limit))
-        allocation: Allocation = bus.handle(body.to_command())
+        allocation: Allocation = bus.handle(body.to_command(), request_source())
         return _accepted(body, allocation)
 
     @app.delete("/allocations/<path:orderid>/<sku>")
     def cancel_line(orderid: str, sku: str) -> tuple[Response, int]:
         orderid = schemas.parse_orderid(orderid)
         sku = schemas.parse_name(sku, "sku", schemas.segment)
-        release: Release = bus.handle(commands.CancelLine(orderid, sku))
+        release: Release = bus.handle(commands.CancelLine(orderid, sku), request_source())
         return jsonify(_released(release)), 200
 
     @app.delete("/orders/<path:orderid>")
     def cancel_order(orderid: str) -> tuple[Response, int]:
-        releases: list[Release] = bus.handle(commands.CancelOrder(schemas.parse_orderid(orderid)))
+        command = commands.CancelOrder(schemas.parse_orderid(orderid))
+        releases: list[Release] = bus.handle(command, request_source())
         return jsonify([_released(release) for release in releases]), 200
 
 
@@ -106,6 +110,39 @@ def _reads(app: Flask, service: bootstrap.Api) -> None:
             {"orderid": w.orderid, "qty": w.qty, "since": w.since.isoformat()} for w in waiting
         ]
         return jsonify(shown), 200
+
+    @app.get("/products/<path:sku>/movements")
+    def movements(sku: str) -> tuple[Response, int]:
+        sku = schemas.parse_name(sku, "sku")
+        after = schemas.parse_count(request.args.get("after"), "after", 0, 0, 2**31 - 1)
+        limit = schemas.parse_count(request.args.get("limit"), "limit", 100, 1, MAX_MOVEMENTS)
+        page = views.movements(sku, after, limit, read_model)
+        if page is None:
+            raise errors.UnknownSku(sku)
+        shown = [_movement(record) for record in page.records]
+        return jsonify(sku=sku, movements=shown, next=page.next_after), 200
+
+
+# The most movements one page holds.
+MAX_MOVEMENTS = 1000
+
+
+def _movement(record: MovementRecord) -> dict[str, Any]:
+    movement = record.movement
+    shown: dict[str, Any] = {
+        "seq": movement.seq,
+        "at": record.at.isoformat(),
+        "kind": movement.kind,
+        "qty": movement.qty,
+        "batchref": movement.batchref,
+        "version": movement.version,
+        "reason": movement.reason,
+    }
+    for name in ("orderid", "holdid"):  # only where one applies
+        if getattr(movement, name) is not None:
+            shown[name] = getattr(movement, name)
+    shown["source"] = record.source
+    return shown
 
 
 def _availability(app: Flask, service: bootstrap.Api) -> None:
@@ -170,6 +207,7 @@ def _answer(availability: Availability, qty: int | None) -> str:
         "in_stock": availability.in_stock,
         "incoming": [{"eta": eta.isoformat(), "qty": n} for eta, n in availability.incoming],
         "backordered": availability.backordered,
+        "held": availability.held,
     }
     if qty is not None:
         promise = availability.promise(qty)

@@ -62,6 +62,31 @@ class AllocateRequest(Strict):
         return "backorder" in self.model_fields_set
 
 
+# How long a hold lasts unless extended: a day at most, a quarter of an hour by default.
+MAX_HOLD_SECONDS = 86_400
+HoldSeconds = Annotated[int, Field(ge=1, le=MAX_HOLD_SECONDS)]
+
+
+class PlaceHoldRequest(Strict):
+    holdid: SegmentName = Field(
+        description="The client's id for the hold (a retried request is recognised by it)."
+    )
+    sku: Name
+    qty: PositiveQuantity
+    ttl_seconds: HoldSeconds = Field(900, description="How long the units are held.")
+
+    def to_command(self) -> commands.PlaceHold:
+        return commands.PlaceHold(self.holdid, self.sku, self.qty, self.ttl_seconds)
+
+
+class ExtendHoldRequest(Strict):
+    ttl_seconds: HoldSeconds = Field(description="The hold now expires this long from now.")
+
+
+class ConfirmHoldRequest(Strict):
+    orderid: Name = Field(description="The order the held units become a line of.")
+
+
 _name = TypeAdapter(Name)
 path_id = TypeAdapter(PathName)
 segment = TypeAdapter(SegmentName)
@@ -91,6 +116,16 @@ def parse_quantity(raw: str, field: str = "qty") -> int:
         return _quantity.validate_python(int(raw))
     except ValidationError as error:
         raise InvalidInput(describe(error, field=field)) from None
+
+
+def parse_count(raw: str | None, field: str, default: int, low: int, high: int) -> int:
+    """A whole number given as text (a query parameter), from ``low`` to ``high``;
+    ``default`` when not given."""
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidInput(f"{field}: give a whole number from {low} to {high}")
+    return int(raw)
 
 
 def parse_skus(raw: list[str]) -> list[str]:
