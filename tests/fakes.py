@@ -103,13 +103,14 @@ class FakeRepository(AbstractRepository):
         sku = self.sku_of_hold(holdid)
         if sku is None:
             return None
+        if queue:
+            return self._copy(self._stored[sku], _nothing, _everything, _holdid(holdid))
         lines = None if orderid is None else _of_order(orderid)
-        waiting = _everything if queue else lines or _nothing
-        return self._copy(self._stored[sku], lines, waiting, _holdid(holdid))
+        return self._copy(self._stored[sku], lines, lines or _nothing, _holdid(holdid))
 
     def _for_expiry(self, sku: str, now: datetime) -> model.Product | None:
         due: Callable[[Any], bool] = lambda hold: bool(hold.is_due(now))  # noqa: E731
-        return self._copy(self._stored.get(sku), None, _everything, due)
+        return self._copy(self._stored.get(sku), _nothing, _everything, due)
 
     def sku_of_hold(self, holdid: str) -> str | None:
         return next(

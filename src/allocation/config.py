@@ -74,6 +74,7 @@ class Settings(BaseModel):
     consumer_name: ConsumerName | None = Field(default=None, validation_alias="CONSUMER_NAME")
     consumer_max_attempts: Count = Field(default=5, validation_alias="CONSUMER_MAX_ATTEMPTS")
     consumer_claim_idle_ms: Count = Field(default=30_000, validation_alias="CONSUMER_CLAIM_IDLE_MS")
+    hold_expiry_poll_ms: Count = Field(default=500, validation_alias="HOLD_EXPIRY_POLL_MS")
 
     @classmethod
     def variables(cls) -> tuple[str, ...]:

@@ -60,6 +60,8 @@ def test_help_lists_every_command_and_version_prints() -> None:
         "rebuild-views",
         "dead-letters",
         "outbox",
+        "hold-expiry",
+        "check-movements",
     ):
         assert f"  {command} " in help_text, help_text
     commands_part = help_text.split("Commands:")[1]

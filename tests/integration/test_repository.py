@@ -348,3 +348,19 @@ def test_for_batch_change_holds_every_active_hold(uow_factory: UnitOfWorkFactory
     with uow_factory() as uow:
         left = uow.products.for_batch_change("b1")
         assert left is not None and [h.holdid for h in left.holds] == ["h1"]
+
+
+def test_a_release_serving_the_queue_is_stored(uow_factory: UnitOfWorkFactory) -> None:
+    product = lamp_with_holds()  # 10 units: o1 has 1, h1 2, h2 3; 4 free
+    product.allocate(model.OrderLine("o2", "LAMP", 6, NOW), backorder=True)
+    save(uow_factory, product)
+    with uow_factory() as uow:
+        loaded = uow.products.for_hold_release("h2")
+        assert loaded is not None
+        loaded.release_hold("h2", NOW)  # 7 free: o2 takes 6
+        uow.commit()
+    with uow_factory() as uow:
+        everything = uow.products.for_batch_change("b1")
+        assert everything is not None
+        assert {line.orderid for line in everything.batches[0].allocations} == {"o1", "o2"}
+        assert everything.backorders == [] and everything.backordered_quantity == 0

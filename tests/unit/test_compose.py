@@ -114,7 +114,7 @@ def test_every_container_of_the_service_gets_every_setting_from_the_host(
 ) -> None:
     host = {name: f"from-host-{name}" for name in VARIABLES if name not in SET_BY_COMPOSE}
     environments = service_environments(resolved(tmp_path, host))
-    assert sorted(environments) == ["api", "consumer", "migrate", "relay"]
+    assert sorted(environments) == ["api", "consumer", "hold-expiry", "migrate", "relay"]
     for service, environment in environments.items():
         missing = [name for name in VARIABLES if name not in environment]
         assert missing == [], service

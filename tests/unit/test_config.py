@@ -124,6 +124,7 @@ MALFORMED = {
     "CONSUMER_NAME": ("my consumer", "printable ASCII with no spaces"),
     "CONSUMER_MAX_ATTEMPTS": ("0", "greater than or equal to 1"),
     "CONSUMER_CLAIM_IDLE_MS": ("30s", "must be a whole number"),
+    "HOLD_EXPIRY_POLL_MS": ("0", "greater than or equal to 1"),
 }
 # Any non-blank value is a good one: a secret is whatever it is.
 ANY_VALUE = {"API_TOKEN", "DATABASE_PASSWORD"}

@@ -166,13 +166,28 @@ def test_movements_say_what_caused_them_and_add_up_to_the_stock(shop: Shop) -> N
         (2, "hold_placed", {"request_id": "r-1"}),
         (3, "allocated", {"request_id": "r-2"}),
     ]
-    assert stock.check_movements(lambda: FakeUnitOfWork(shop.store)) == []
+    assert stock.check_movements(lambda: FakeUnitOfWork(shop.store)).disagreements == []
 
 
 def test_a_ledger_that_disagrees_with_the_stock_is_reported(shop: Shop) -> None:
     stored = shop.store.products["LAMP"]
     stored.batches[0]._purchased_quantity = 7  # changed behind the aggregate's back
 
-    [disagreement] = stock.check_movements(lambda: FakeUnitOfWork(shop.store))
+    [disagreement] = stock.check_movements(lambda: FakeUnitOfWork(shop.store)).disagreements
 
     assert (disagreement.sku, disagreement.movements, disagreement.available) == ("LAMP", 5, 7)
+
+
+@pytest.mark.parametrize("end", ["release", "expiry"])
+def test_units_a_hold_gives_back_go_to_the_waiting_lines(shop: Shop, end: str) -> None:
+    shop.bus.handle(commands.PlaceHold("h1", "LAMP", 5, 60))
+    shop.bus.handle(commands.Allocate("o1", "LAMP", 3, backorder=True))
+
+    if end == "release":
+        shop.bus.handle(commands.ReleaseHold("h1"))
+    else:
+        shop.clock.advance(60)
+        stock.expire_due_holds(shop.bus, lambda: FakeUnitOfWork(shop.store), shop.clock)
+
+    assert shop.store.view == {("o1", "LAMP"): "stock"}
+    assert shop.read_model().waiting_lines("LAMP") == []

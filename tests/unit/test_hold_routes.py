@@ -118,3 +118,21 @@ def test_movements_page_by_page(client: FlaskClient) -> None:
     assert client.get("/products/NOPE/movements").status_code == 404
     for bad in ("limit=0", "limit=1001", "after=-1", "after=x"):
         assert client.get(f"/products/LAMP/movements?{bad}").status_code == 400, bad
+
+
+def test_every_hold_write_needs_the_bearer_token(fake_service: FakeService) -> None:
+    guarded = create_app(Settings(api_token="s3cret"), service=fake_service.api).test_client()
+    token = {"Authorization": "Bearer s3cret"}
+    add = {"ref": "b1", "sku": "LAMP", "qty": 5}
+    assert guarded.post("/add_batch", json=add, headers=token).status_code == 201
+    writes = [
+        ("post", "/holds", {"holdid": "h1", "sku": "LAMP", "qty": 1}, 201),
+        ("patch", "/holds/h1", {"ttl_seconds": 60}, 200),
+        ("post", "/holds/h1/confirm", {"orderid": "o1"}, 202),
+        ("delete", "/holds/h1", None, 409),  # confirmed: but only once past the token
+    ]
+    for method, path, body, status in writes:
+        send = getattr(guarded, method)
+        assert send(path, json=body).status_code == 401, path
+        assert send(path, json=body, headers=token).status_code == status, path
+    assert guarded.get("/holds/h1").status_code == 200  # reads stay open

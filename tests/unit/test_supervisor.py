@@ -187,12 +187,12 @@ def test_the_children_run_this_very_package() -> None:
     assert version.stdout.startswith("allocation, version")
 
 
-def test_the_service_is_the_api_and_the_relay_and_with_redis_the_consumer() -> None:
+def test_the_service_is_the_api_the_relay_the_hold_expiry_and_with_redis_the_consumer() -> None:
     def names(with_consumer: bool) -> list[str]:
         return [program.name for program in service_programs("0.0.0.0", 8080, with_consumer)]
 
-    assert names(False) == ["api", "relay"]
-    assert names(True) == ["api", "relay", "consumer"]
+    assert names(False) == ["api", "relay", "hold-expiry"]
+    assert names(True) == ["api", "relay", "hold-expiry", "consumer"]
     assert service_programs("0.0.0.0", 8080, False)[0].args[-5:] == (
         "api",
         "--host",

@@ -46,6 +46,7 @@ OUTBOX_OLDEST_AGE = Gauge(
     multiprocess_mode="mostrecent",
 )
 RELAY_PUBLISHED = Counter("allocation_relay_published_total", "Outbox messages published")
+HOLDS_EXPIRED = Counter("allocation_holds_expired_total", "Holds ended because their time was up")
 CONSUMER_MESSAGES = Counter(
     "allocation_consumer_messages_total",
     "Inbound messages by outcome",

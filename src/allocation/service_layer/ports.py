@@ -82,8 +82,10 @@ class AbstractRepository(abc.ABC):
         return self._track(self._for_hold(holdid, None, queue=False), with_lines=False)
 
     def for_hold_release(self, holdid: str) -> model.Product | None:
-        """As ``for_hold``, and every waiting line: the units a release frees go to them."""
-        return self._track(self._for_hold(holdid, None, queue=True), with_lines=False)
+        """As ``for_hold``, and every waiting line: the units a release frees go to them.
+        The batches hold none of their lines (a waiting line is in no batch, so the
+        queue can be served into them)."""
+        return self._track(self._for_hold(holdid, None, queue=True), with_lines=True)
 
     def for_confirmation(self, holdid: str, orderid: str) -> model.Product | None:
         """As ``for_hold``, and order ``orderid``'s line, allocated or waiting: a
@@ -92,8 +94,9 @@ class AbstractRepository(abc.ABC):
 
     def for_expiry(self, sku: str, now: datetime) -> model.Product | None:
         """The product, its batches, the holds due at ``now`` (active, past their expiry)
-        and every waiting line: the units expiry frees go to them."""
-        return self._track(self._for_expiry(sku, now), with_lines=False)
+        and every waiting line: the units expiry frees go to them (the batches hold none
+        of their lines, as for ``for_hold_release``)."""
+        return self._track(self._for_expiry(sku, now), with_lines=True)
 
     def changes(self) -> list[ProductChanges]:
         """What changed in every product handed out since it was read (or added)."""

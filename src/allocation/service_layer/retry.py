@@ -1,13 +1,15 @@
 """How the service tries again: one tenacity policy, told what to retry and for how long.
 
 Used by the bus (a change that lost a race, or met a dropped connection), the
-consumer (a message while the database is unreachable) and the relay and the
-consumer's Redis loops (while Redis or the database is unreachable). Each
-caller retries only what no layer below it already retries.
+consumer (a message while the database is unreachable), the consumer's Redis
+loops (while Redis is unreachable) and the relay and the hold-expiry worker
+(anything, until they are stopped). Each caller retries only what no layer below
+it already retries.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +26,9 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-__all__ = ["RetryCallState", "Retrying", "failure", "next_wait", "policy"]
+from allocation.domain.exceptions import InfrastructureUnavailable
+
+__all__ = ["RetryCallState", "Retrying", "failure", "next_wait", "policy", "until_stopped"]
 
 
 def policy(
@@ -69,3 +73,28 @@ def next_wait(state: RetryCallState) -> float:
 def failure(state: RetryCallState) -> BaseException | None:
     """The error the attempt that just failed raised."""
     return state.outcome.exception() if state.outcome is not None else None
+
+
+def until_stopped(
+    stop: threading.Event, log: logging.Logger, what: str, max_wait: float = 1.0
+) -> Retrying:
+    """Every failure retried until ``stop``, for a worker that must never give up: an
+    unreachable database or broker is a warning, anything else an error with its
+    traceback. Raises only once ``stop`` is set."""
+
+    def log_retry(state: RetryCallState) -> None:
+        error, wait = failure(state), next_wait(state)
+        if isinstance(error, InfrastructureUnavailable):
+            detail = getattr(error, "detail", "")
+            log.warning("%s (%s); retrying in %.2fs", error, detail, wait)
+        else:
+            log.error("%s failed; retrying in %.2fs", what, wait, exc_info=error)
+
+    return policy(
+        (Exception,),
+        attempts=None,
+        first_wait=0.05,
+        max_wait=max_wait,
+        stop=stop,
+        before_sleep=log_retry,
+    )

@@ -37,7 +37,13 @@ class Disagreement:
         return f"{self.sku}: movements add up to {self.movements}, available is {self.available}"
 
 
-def check_movements(uow_factory: UnitOfWorkFactory, sku: str | None = None) -> list[Disagreement]:
+@dataclass(frozen=True)
+class LedgerCheck:
+    checked: int  # SKUs looked at
+    disagreements: list[Disagreement]
+
+
+def check_movements(uow_factory: UnitOfWorkFactory, sku: str | None = None) -> LedgerCheck:
     """Each SKU (or only ``sku``) whose movements' sum differs from its available stock.
     Products are share-locked while read, so no change lands between the two reads."""
     with uow_factory() as uow:
@@ -45,8 +51,10 @@ def check_movements(uow_factory: UnitOfWorkFactory, sku: str | None = None) -> l
             a.sku: a.available for a in uow.products.availabilities() if sku is None or a.sku == sku
         }
         sums = uow.movements.sums(sku)
-    return [
+    skus = sorted(available.keys() | sums.keys())
+    disagreements = [
         Disagreement(name, sums.get(name, 0), available.get(name, 0))
-        for name in sorted(available.keys() | sums.keys())
+        for name in skus
         if sums.get(name, 0) != available.get(name, 0)
     ]
+    return LedgerCheck(len(skus), disagreements)

@@ -51,6 +51,9 @@ class _Load:
     holds: bool = False  # the rows carry the holds the load names
     all_waiting: bool = False  # read every waiting line with a statement of its own
     all_holds: bool = False  # read every active hold with a statement of its own
+    # The queue may be served into the batches: their lines count as read, and none
+    # is of interest (a waiting line is in no batch).
+    serves_queue: bool = False
 
 
 _BATCHES_AND_QUEUE = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_WITH_BATCHES, all_waiting=True)
@@ -67,11 +70,15 @@ _FOR_CANCELLATION = _Load(
 )
 _FOR_NEW_HOLD = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_FOR_NEW_HOLD, holds=True)
 _FOR_HOLD = _Load(sql.LOCK_BY_HOLDID, sql.PRODUCT_WITH_HOLD, holds=True)
-_FOR_HOLD_RELEASE = _Load(sql.LOCK_BY_HOLDID, sql.PRODUCT_WITH_HOLD, holds=True, all_waiting=True)
+_FOR_HOLD_RELEASE = _Load(
+    sql.LOCK_BY_HOLDID, sql.PRODUCT_WITH_HOLD, holds=True, all_waiting=True, serves_queue=True
+)
 _FOR_CONFIRMATION = _Load(
     sql.LOCK_BY_HOLDID, sql.PRODUCT_FOR_CONFIRMATION, lines=True, waiting=True, holds=True
 )
-_FOR_EXPIRY = _Load(sql.LOCK_BY_SKU, sql.PRODUCT_WITH_DUE_HOLDS, holds=True, all_waiting=True)
+_FOR_EXPIRY = _Load(
+    sql.LOCK_BY_SKU, sql.PRODUCT_WITH_DUE_HOLDS, holds=True, all_waiting=True, serves_queue=True
+)
 
 
 class SqlAlchemyRepository(AbstractRepository):
@@ -147,6 +154,9 @@ class SqlAlchemyRepository(AbstractRepository):
             set_committed_value(product, "holds", holds)
         elif not load.holds:  # a load that names no hold hands out none
             set_committed_value(product, "holds", [])
+        if load.serves_queue:
+            for batch in product.batches:
+                set_committed_value(batch, "_allocations", set())
         return product
 
     def _read(

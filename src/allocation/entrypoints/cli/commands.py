@@ -20,9 +20,10 @@ from allocation.config import ConfigError, Settings
 from allocation.domain.exceptions import InfrastructureUnavailable, SchemaNotMigrated
 from allocation.entrypoints.cli import logging_config, server, supervisor
 from allocation.entrypoints.workers import consumer as consumer_process
+from allocation.entrypoints.workers import hold_expiry as hold_expiry_process
 from allocation.entrypoints.workers import messages
 from allocation.entrypoints.workers import relay as relay_process
-from allocation.service_layer import dead_letters, read_model
+from allocation.service_layer import dead_letters, read_model, stock
 from allocation.service_layer import relay as outbox_relay
 from allocation.service_layer.inbound import Outcome, Rejected
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
@@ -203,6 +204,20 @@ def relay(metrics_port: int | None) -> None:
     logger.info("relay stopped")
 
 
+@main.command("hold-expiry", short_help="Give back the units of holds whose time is up.")
+@_metrics_port
+@_one_line_errors
+def hold_expiry(metrics_port: int | None) -> None:
+    """Expire holds past their expires_at, every HOLD_EXPIRY_POLL_MS (several may run:
+    each hold is expired once)."""
+
+    settings = _migrated_settings()
+    _serve_metrics(metrics_port)
+    stop = _stop_on_signals()
+    hold_expiry_process.run(bootstrap.bootstrap(settings), bootstrap.utc_now, settings, stop)
+    logger.info("hold expiry stopped")
+
+
 @main.command(short_help="Show the outbox backlog.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_one_line_errors
@@ -277,6 +292,23 @@ def dead_letters_redrive(letter_id: int) -> None:
         Outcome.STALE: "is older than the batch's last change: recorded, not applied",
     }[outcome]
     click.echo(f"dead letter {letter_id} {done}")
+
+
+@main.command("check-movements", short_help="Check each SKU's movements against its stock.")
+@click.option("--sku", default=None, help="Check only this SKU.")
+@_one_line_errors
+def check_movements(sku: str | None) -> None:
+    """Recompute each SKU's sum of stock movements and compare it with its available
+    stock; print every SKU that disagrees and exit 1 if any does."""
+
+    check = stock.check_movements(bootstrap.make_uow_factory(_migrated_settings()), sku)
+    if sku is not None and check.checked == 0:
+        raise click.ClickException(f"unknown SKU {sku}")
+    for disagreement in check.disagreements:
+        click.echo(str(disagreement))
+    if check.disagreements:
+        raise SystemExit(1)
+    click.echo(f"checked {check.checked} SKU(s): every one's movements add up to its stock")
 
 
 @main.command("rebuild-views", short_help="Rebuild the read models from the write model.")

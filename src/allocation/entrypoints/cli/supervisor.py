@@ -63,7 +63,11 @@ def allocation(*args: str) -> Program:
 
 def service_programs(host: str, port: int, with_consumer: bool) -> list[Program]:
     """What `allocation run` supervises."""
-    programs = [allocation("api", "--host", host, "--port", str(port)), allocation("relay")]
+    programs = [
+        allocation("api", "--host", host, "--port", str(port)),
+        allocation("relay"),
+        allocation("hold-expiry"),
+    ]
     if with_consumer:
         programs.append(allocation("consumer"))
     return programs

@@ -10,7 +10,6 @@ from typing import Protocol
 
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.domain.exceptions import InfrastructureUnavailable
 from allocation.service_layer import log_context, relay, retry
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 from allocation.service_layer.ports import AbstractPublisher
@@ -38,7 +37,7 @@ def run(
     next_prune = time.monotonic()
     where = "Redis" if publisher.delivery == "published" else "the log (REDIS_URL not set)"
     logger.info("relaying the outbox to %s", where)
-    retrying = _retrying(stop)
+    retrying = retry.until_stopped(stop, logger, "relay step", MAX_BACKOFF_SECONDS)
     while not stop.is_set():
         try:
             sent = retrying(_relay_batch, uow_factory, publisher, settings.relay_batch_size)
@@ -54,28 +53,6 @@ def run(
             # per few messages instead of one per message, for a few ms of latency.
             stop.wait(settings.relay_linger_seconds)
     wakeup.close()
-
-
-def _retrying(stop: threading.Event) -> retry.Retrying:
-    """Every failure is retried until stop: the relay must never give up on the outbox."""
-
-    def log_retry(state: retry.RetryCallState) -> None:
-        error = retry.failure(state)
-        wait = retry.next_wait(state)
-        if isinstance(error, InfrastructureUnavailable):
-            detail = getattr(error, "detail", "")
-            logger.warning("%s (%s); retrying in %.2fs", error, detail, wait)
-        else:
-            logger.error("relay step failed; retrying in %.2fs", wait, exc_info=error)
-
-    return retry.policy(
-        (Exception,),
-        attempts=None,
-        first_wait=0.05,
-        max_wait=MAX_BACKOFF_SECONDS,
-        stop=stop,
-        before_sleep=log_retry,
-    )
 
 
 def _relay_batch(
