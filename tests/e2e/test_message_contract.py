@@ -41,6 +41,17 @@ def test_every_published_message_matches_its_description(api: Service, redis_url
         assert post(api, "/allocate", backordered).ok  # out_of_stock, line_backordered
         # Cancelling frees 2: line_deallocated, line_allocated (the waiting line), back_in_stock.
         assert requests.delete(f"{api.url}/allocations/{orderid}/{sku}", timeout=30).ok
+        hold = unique("cart")
+        assert post(
+            api, "/holds", {"holdid": hold, "sku": sku, "qty": 1}
+        ).ok  # hold_placed, sold_out
+        assert requests.delete(
+            f"{api.url}/holds/{hold}", timeout=30
+        ).ok  # hold_ended, back_in_stock
+        late = unique("waiting")
+        late_line = {"orderid": late, "sku": sku, "qty": 5, "backorder": True}
+        assert post(api, "/allocate", late_line).ok  # out_of_stock, line_backordered
+        assert requests.delete(f"{api.url}/orders/{late}", timeout=30).ok  # backorder_cancelled
 
         heard: dict[str, list[dict[str, Any]]] = {}
 
@@ -50,7 +61,8 @@ def test_every_published_message_matches_its_description(api: Service, redis_url
                     heard.setdefault(channel, []).append(payload)
             return {channel: len(payloads) for channel, payloads in heard.items()} == expected
 
-        expected = dict.fromkeys(validators, 1) | {"back_in_stock": 2, "line_allocated": 2}
+        twice = ("line_allocated", "sold_out", "out_of_stock", "line_backordered")
+        expected = dict.fromkeys(validators, 1) | dict.fromkeys(twice, 2) | {"back_in_stock": 3}
         wait_until("every message", all_heard, timeout=15, detail=lambda: str(heard))
         for channel, payloads in heard.items():
             for payload in payloads:

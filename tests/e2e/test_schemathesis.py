@@ -41,20 +41,22 @@ def valid_input_is_not_rejected(ctx: CheckContext, response: Response, case: Cas
 
     Two 400s remain possible for a valid request, neither about its shape as the
     description can state it:
-    - `Invalid sku <sku>` from /allocate: it depends on the stock.
-    - a quantity written with a fraction, like `61.0`: JSON Schema cannot tell it
-      from `61` (both are the integer 61 to it), but the API takes only integer
-      literals, as the description's text says.
+    - `Invalid sku <sku>` from /allocate and /holds: it depends on the stock.
+    - a whole number written with a fraction, like `61.0` for `qty` or `ttl_seconds`:
+      JSON Schema cannot tell it from `61` (both are the integer 61 to it), but the
+      API takes only integer literals, as the description's text says.
     """
     if case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE:
         return None
     if response.status_code != 400:
         return True
     message = response.json()["message"]
-    if case.path == "/allocate" and message.startswith("Invalid sku "):
+    if case.path in ("/allocate", "/holds") and message.startswith("Invalid sku "):
         return True
-    if isinstance(case.body, dict) and isinstance(case.body.get("qty"), float):
-        assert message == "qty: Input should be a valid integer", message
+    given = case.body if isinstance(case.body, dict) else {}
+    fractions = [k for k in ("qty", "ttl_seconds") if isinstance(given.get(k), float)]
+    if fractions:
+        assert message == "; ".join(f"{k}: Input should be a valid integer" for k in fractions)
         return True
     raise AssertionError(f"valid input rejected: {message}")
 

@@ -17,8 +17,9 @@ from referencing.jsonschema import DRAFT202012
 
 from allocation.config import Settings
 from allocation.entrypoints import validation
-from allocation.entrypoints.api import openapi, responses, schemas
+from allocation.entrypoints.api import schemas
 from allocation.entrypoints.api.app import create_app
+from allocation.entrypoints.api.description import openapi, responses
 from tests.conftest import FakeService
 
 # Routes that are not API operations: Flask's own static route (no folder behind

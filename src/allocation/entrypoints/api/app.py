@@ -16,7 +16,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from allocation import bootstrap
 from allocation.adapters import metrics
 from allocation.config import Settings
-from allocation.entrypoints.api import bodies, docs, errors, observability, routes
+from allocation.entrypoints.api import bodies, errors, observability, routes
+from allocation.entrypoints.api.description import docs
 from allocation.service_layer import relay
 from allocation.service_layer.messagebus import UnitOfWorkFactory
 

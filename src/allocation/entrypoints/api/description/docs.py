@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask, Response, abort, send_from_directory, url_for
 
-from allocation.entrypoints.api.openapi import TITLE, build_spec
+from allocation.entrypoints.api.description.openapi import TITLE, build_spec
 from allocation.entrypoints.workers import asyncapi
 
 # Served from the package's Swagger UI distribution under /docs/assets/.

@@ -19,9 +19,10 @@ from werkzeug.exceptions import HTTPException
 from allocation import package_version
 from allocation.config import Settings
 from allocation.domain.exceptions import DatabaseUnavailable
-from allocation.entrypoints.api import bodies, errors, responses
-from allocation.entrypoints.api.declarations import Answer, Operation
-from allocation.entrypoints.api.operations import OPERATIONS
+from allocation.entrypoints.api import bodies, errors
+from allocation.entrypoints.api.description import responses
+from allocation.entrypoints.api.description.declarations import Answer, Operation
+from allocation.entrypoints.api.description.operations import OPERATIONS
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "allocation"

@@ -12,8 +12,9 @@ from pydantic import TypeAdapter
 
 from allocation.domain import exceptions
 from allocation.entrypoints import validation
-from allocation.entrypoints.api import responses, schemas
-from allocation.entrypoints.api.declarations import (
+from allocation.entrypoints.api import schemas
+from allocation.entrypoints.api.description import responses
+from allocation.entrypoints.api.description.declarations import (
     BAD_QUANTITY,
     PATH_NAME,
     SKU,
@@ -21,8 +22,8 @@ from allocation.entrypoints.api.declarations import (
     Operation,
     Parameter,
 )
+from allocation.entrypoints.api.description.hold_operations import HOLD_OPERATIONS
 from allocation.entrypoints.api.errors import NoAllocations, NoLines, UnknownSku
-from allocation.entrypoints.api.hold_operations import HOLD_OPERATIONS
 
 _TOO_LONG = validation.InvalidInput(
     f"orderid: String should have at most {validation.MAX_NAME_LENGTH} characters"

@@ -7,8 +7,9 @@ from typing import Any
 
 from allocation.domain import exceptions
 from allocation.entrypoints import validation
-from allocation.entrypoints.api import responses, schemas
-from allocation.entrypoints.api.declarations import (
+from allocation.entrypoints.api import schemas
+from allocation.entrypoints.api.description import responses
+from allocation.entrypoints.api.description.declarations import (
     BAD_QUANTITY,
     SKU,
     Answer,
@@ -29,6 +30,7 @@ _HOLD = {
     "expires_at": "2026-12-05T10:15:00+00:00",
 }
 _UNKNOWN = exceptions.UnknownHold("cart-7")
+_BAD_HOLDID = validation.InvalidInput("holdid: String should not contain control characters")
 _ENDED = exceptions.HoldConflict("cart-7", "cannot be confirmed: it is expired")
 
 
@@ -93,7 +95,7 @@ _CONFIRM = Operation(
     ),
     body=schemas.ConfirmHoldRequest,
     body_example={"orderid": "order-3"},
-    refusals=(_UNKNOWN, _ENDED),
+    refusals=(validation.InvalidInput("orderid: Field required"), _UNKNOWN, _ENDED),
     parameters={"holdid": _HOLDID},
     writes=True,
 )
@@ -165,7 +167,7 @@ HOLD_OPERATIONS: tuple[Operation, ...] = (
                 _HOLD | {"status": "confirmed", "orderid": "order-3"},
             ),
         ),
-        refusals=(_UNKNOWN,),
+        refusals=(_BAD_HOLDID, _UNKNOWN),
         parameters={"holdid": _HOLDID},
     ),
     Operation(
@@ -177,7 +179,7 @@ HOLD_OPERATIONS: tuple[Operation, ...] = (
         (_hold(200, "The hold, now expiring `ttl_seconds` from now."),),
         body=schemas.ExtendHoldRequest,
         body_example={"ttl_seconds": 600},
-        refusals=(_UNKNOWN, _ENDED),
+        refusals=(validation.InvalidInput("ttl_seconds: Field required"), _UNKNOWN, _ENDED),
         parameters={"holdid": _HOLDID},
         writes=True,
     ),
@@ -193,7 +195,7 @@ HOLD_OPERATIONS: tuple[Operation, ...] = (
             " first. Releasing a released hold changes nothing; a confirmed or expired one"
             " is a 409."
         ),
-        refusals=(_UNKNOWN, _ENDED),
+        refusals=(_BAD_HOLDID, _UNKNOWN, _ENDED),
         parameters={"holdid": _HOLDID},
         writes=True,
     ),

@@ -1,0 +1,1 @@
+"""How the HTTP API describes itself: each operation declared once, /openapi.json, /docs."""
