@@ -20,6 +20,7 @@ MAX_QTY = 1_000_000_000
 DESCRIPTION = "Benchmark of the allocation service as it ships, in one command."
 ALL_SCENARIOS = (
     "allocate",
+    "hold",
     "hot",
     "read",
     "availability",
@@ -48,6 +49,7 @@ class Config:
     workers: int = field(default_factory=service_default_workers)
     threads: int = SERVICE_DEFAULT_THREADS
     skus: int = 100
+    hold_skus: int = 200  # the hold row places and confirms holds over this many SKUs
     read_orders: int = 10_000
     growth_levels: tuple[int, ...] = (0, 1_000, 10_000, 50_000)
     growth_samples: int = 200

@@ -20,6 +20,7 @@ from bench.harness.targets import evaluate
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "allocate": scenarios.allocate,
+    "hold": scenarios.hold,
     "hot": scenarios.hot,
     "read": scenarios.read,
     "availability": scenarios.availability,

@@ -50,6 +50,28 @@ def allocate(run: Run) -> None:
     )
 
 
+def hold(run: Run) -> None:
+    """Checkouts: each hold placed, then confirmed once its 201 is back; req/s counts
+    both requests, so pairs per second are half of it."""
+    c = run.config
+    result = measured(
+        run,
+        "hold",
+        f"POST /holds then POST /holds/<holdid>/confirm, unique holds over {c.hold_skus} SKUs, "
+        f"{c.connections} connections",
+        lambda: run.wrk().run(
+            run.port,
+            "hold.lua",
+            [str(c.wrk_threads), "hold-", "hold-sku-", str(c.hold_skus)],
+            duration=c.duration,
+            label="hold",
+        ),
+    )
+    statuses = result.get("statuses", {})
+    result["pairs_per_second"] = (result.get("rps") or 0) / 2
+    result["placed"], result["confirmed"] = int(statuses.get("201", 0)), int(statuses.get("202", 0))
+
+
 def _add_hot_batches(run: Run) -> int:
     """One SKU, four batches (one in the warehouse, three with ETAs) holding about 20%
     of what `allocate` sold in as much time; returns the stock."""

@@ -38,6 +38,7 @@ def _batch(sku: str) -> dict[str, Any]:
 def _seed_batches(run: Run) -> None:
     c = run.config
     batches = [_batch(f"{p}-sku-{i:03d}") for p in ("alloc", "read", "long") for i in range(c.skus)]
+    batches += [_batch(f"hold-sku-{i:03d}") for i in range(c.hold_skus)]
     batches.append(_batch("hotbase-sku-000"))
     batches += [_batch(f"growth-{level}-sku-000") for level in c.growth_levels]
     started = time.monotonic()

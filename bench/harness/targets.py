@@ -73,6 +73,21 @@ def _hot(scenarios: dict[str, Any]) -> dict[str, Any] | None:
     return target
 
 
+def _hold(scenarios: dict[str, Any]) -> dict[str, Any] | None:
+    """A place-then-confirm pair per second is at least half an allocation per second."""
+    if "hold" not in scenarios or "allocate" not in scenarios:
+        return None
+    pairs, allocate = scenarios["hold"].get("pairs_per_second"), scenarios["allocate"].get("rps")
+    errors = scenarios["hold"].get("errors", 0)
+    return {
+        "target": "hold place+confirm pairs/s >= 0.5x allocate req/s, 0 errors",
+        "passed": bool(pairs and allocate and pairs >= 0.5 * allocate and errors == 0),
+        "detail": f"{_num(pairs)} pairs/s = "
+        + (f"{pairs / allocate:.3f}x" if pairs and allocate else "-")
+        + f" allocate {_num(allocate)} req/s; {errors} errors",
+    }
+
+
 def _growth(scenarios: dict[str, Any]) -> dict[str, Any] | None:
     levels = sorted(
         (row["existing_allocations"], name)
@@ -125,6 +140,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         _at_least("availability >= read", s, "availability", "read", 1.0),
         _observation_vs_database(results),
         _at_least("allocate >= 0.20x baseline-allocate", s, "allocate", "baseline-allocate", 0.20),
+        _hold(s),
         _hot(s),
         _growth(s),
         _memory(results.get("memory") or {}),
