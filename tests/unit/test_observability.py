@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -132,3 +133,34 @@ def test_log_format_must_be_text_or_json() -> None:
     assert Settings.from_env({"LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(ConfigError, match="LOG_FORMAT"):
         Settings.from_env({"LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["GET /allocations/o1 200 0.4ms", "bad\r\nline\x1b[31m \\ %s", "ünïcode\u2028 ok"],
+)
+def test_the_text_format_written_out_is_the_format_string(message: str) -> None:
+    generic = logging.Formatter(logging_config.TEXT_FORMAT)
+    ours = logging_config.TextFormatter()
+    record = logging.LogRecord("allocation.x", logging.INFO, __file__, 1, message, None, None)
+    with log_context.bound(request_id="r1"):
+        logging_config.ContextFilter().filter(record)
+    try:
+        raise ValueError("boom\nforged line")
+    except ValueError:
+        failed = logging.LogRecord("a", logging.ERROR, __file__, 1, message, None, sys.exc_info())
+    logging_config.ContextFilter().filter(failed)
+
+    for each in (record, failed):
+        expected = logging_config.escape_controls(generic.formatMessage(_with_time(each, ours)))
+        assert ours.format(each).split("\n")[0] == expected
+    assert ours.format(failed).split("\n")[1:] == [
+        "  " + logging_config.escape_controls(line)
+        for line in generic.formatException(failed.exc_info).split("\n")
+    ]
+
+
+def _with_time(record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
+    record.message = record.getMessage()
+    record.asctime = formatter.formatTime(record)
+    return record
