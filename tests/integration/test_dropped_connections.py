@@ -1,18 +1,24 @@
-"""Pooled connections are not checked before use: one the server dropped is replaced at once."""
+"""Pooled connections are not checked before use: one the server dropped is replaced at
+once. A connection lost during COMMIT is another matter: the outcome is unknown."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from allocation.adapters.read_models.queries import SqlReadModel
-from allocation.adapters.sql import database
+from allocation.adapters.sql import database, orm
 from allocation.domain import commands
-from allocation.domain.exceptions import DatabaseUnavailable
-from tests.integration.conftest import bus_for
+from allocation.domain.exceptions import CommitOutcomeUnknown, DatabaseUnavailable, DuplicateBatch
+from devtools.servers import PostgresServer
+from tests.integration.conftest import bus_for, rows
+from tests.waiting import wait_until
 
 
 def drop_the_other_connections(engine: Engine) -> int:
@@ -68,3 +74,53 @@ def test_a_statement_past_the_timeout_is_reported_as_unavailable(
             assert time.monotonic() - started < 5
     finally:
         patient.dispose()
+
+
+@pytest.fixture
+def waiting_for_a_standby(mappers: None) -> Iterator[tuple[Engine, Engine]]:
+    """A server whose commits wait for a synchronous standby that never comes, and
+    two engines: one whose commits wait (synchronous_commit on), one whose do not."""
+    settings = {"synchronous_standby_names": "nobody"}
+    with PostgresServer(settings=settings) as server:
+        url = server.create_database("sync_commit")
+        prompt = database.make_engine(url)  # the server's synchronous_commit is off
+        orm.metadata.create_all(prompt)
+        waiting = database.make_engine(url)
+        event.listen(waiting, "connect", _synchronous_commit)
+        yield waiting, prompt
+        waiting.dispose()
+        prompt.dispose()
+
+
+def _synchronous_commit(dbapi_connection: Any, _record: object) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = on")
+
+
+def test_a_commit_whose_connection_died_is_not_run_again_and_a_repeat_tells_the_outcome(
+    waiting_for_a_standby: tuple[Engine, Engine],
+) -> None:
+    """The connection dies while COMMIT waits for the standby: the change is made
+    (on the primary) but the caller cannot know. The bus does not run it again (a
+    second CreateBatch would say "exists" of its own batch); the caller is told the
+    outcome is unknown, and a repeat tells it: here, the batch exists."""
+    waiting, prompt = waiting_for_a_standby
+    outcome: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            bus_for(waiting).handle(commands.CreateBatch("b1", "LAMP", 10))
+        except BaseException as error:  # handed to the test's thread
+            outcome.append(error)
+
+    creating = threading.Thread(target=create)
+    creating.start()
+    waiting_pids = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+    [(pid,)] = wait_until(
+        "a COMMIT waiting for the standby", lambda: rows(prompt, waiting_pids) or None
+    )
+    rows(prompt, "SELECT pg_terminate_backend(:pid)", pid=pid)
+    creating.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], CommitOutcomeUnknown), outcome
+    with pytest.raises(DuplicateBatch):
+        bus_for(prompt).handle(commands.CreateBatch("b1", "LAMP", 10))

@@ -28,6 +28,7 @@ from allocation.adapters.read_models.read_model import (
 from allocation.adapters.sql import database
 from allocation.adapters.sql.statements import WriteBatch
 from allocation.domain.exceptions import (
+    CommitOutcomeUnknown,
     ConcurrencyConflict,
     ConnectionDropped,
     DatabaseUnavailable,
@@ -85,7 +86,12 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self._repository.write_changes(changes, self._writes)
         if not self._writes.send(self.connection):
             raise ConcurrencyConflict("version changed")
-        self.connection.commit()
+        try:
+            self.connection.commit()
+        except sa_exc.DBAPIError as error:
+            if database.is_unavailable(error):  # it may have committed before the loss
+                raise CommitOutcomeUnknown(str(error.orig)) from error
+            raise
 
     def _rollback(self) -> None:
         if self.connection is not None and self.connection.in_transaction():
