@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
+from allocation.adapters import metrics
 from allocation.adapters.read_models.queries import SqlReadModel
 from allocation.adapters.sql import database, orm
 from allocation.domain import commands
@@ -74,6 +75,40 @@ def test_a_statement_past_the_timeout_is_reported_as_unavailable(
             assert time.monotonic() - started < 5
     finally:
         patient.dispose()
+
+
+def test_reads_after_every_pooled_connection_was_dropped_fail_none(
+    postgres_engine: Engine,
+) -> None:
+    """After a restart or a failover every pooled connection is dead: the first one
+    found dead replaces the pool, so the retry gets a fresh connection, not the next
+    dead one."""
+    reads = database.make_engine(postgres_engine.url.render_as_string(False), autocommit=True)
+    try:
+        held = [reads.raw_connection() for _ in range(3)]  # three pooled connections
+        for connection in held:
+            connection.close()
+        assert drop_the_other_connections(postgres_engine) >= 3
+        read_model = SqlReadModel(reads)
+        assert [read_model.allocations_for_order("o1") for _ in range(3)] == [[], [], []]
+    finally:
+        reads.dispose()
+
+
+def test_a_connection_to_a_server_turned_read_only_is_replaced_and_the_command_run_again(
+    postgres_engine: Engine,
+) -> None:
+    """A primary demoted under a pooled connection answers writes with "read-only
+    transaction": that connection is as good as lost, and the pool is replaced."""
+    bus = bus_for(postgres_engine)
+    bus.handle(commands.CreateBatch("b1", "LAMP", 10))
+    postgres_engine.dispose()
+    with postgres_engine.connect() as connection:  # now the one pooled connection
+        connection.execute(text("SET SESSION default_transaction_read_only = on"))
+        connection.commit()
+    reconnects = metrics.DATABASE_RECONNECTS._value.get()
+    assert bus.handle(commands.Allocate("o1", "LAMP", 1)).batchref == "b1"
+    assert metrics.DATABASE_RECONNECTS._value.get() == reconnects + 1
 
 
 @pytest.fixture
