@@ -137,7 +137,11 @@ def make_publisher(settings: Settings) -> AbstractPublisher:
     """What the relay publishes with: Redis, or the log when REDIS_URL is not set."""
     if settings.redis_url is None:
         return LoggingPublisher()
-    return RedisPublisher(make_redis(settings.redis_url), stream_maxlen=settings.stream_maxlen)
+    return RedisPublisher(
+        make_redis(settings.redis_url),
+        stream_maxlen=settings.stream_maxlen,
+        replica_wait_ms=settings.relay_replica_wait_ms,
+    )
 
 
 REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}

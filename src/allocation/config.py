@@ -77,6 +77,10 @@ class Settings(BaseModel):
     relay_batch_size: Count = Field(default=100, validation_alias="RELAY_BATCH_SIZE")
     relay_poll_ms: Count = Field(default=1000, validation_alias="RELAY_POLL_MS")
     relay_linger_ms: int = Field(default=20, validation_alias="RELAY_LINGER_MS", ge=0)
+    # Below the Redis client's 5 s socket timeout, which WAIT must not reach.
+    relay_replica_wait_ms: Count = Field(
+        default=1000, validation_alias="RELAY_REPLICA_WAIT_MS", le=4000
+    )
     outbox_retention_hours: Count = Field(default=168, validation_alias="OUTBOX_RETENTION_HOURS")
     consumer_name: ConsumerName | None = Field(default=None, validation_alias="CONSUMER_NAME")
     consumer_max_attempts: Count = Field(default=5, validation_alias="CONSUMER_MAX_ATTEMPTS")

@@ -122,6 +122,7 @@ MALFORMED = {
     "RELAY_BATCH_SIZE": ("0", "greater than or equal to 1"),
     "RELAY_POLL_MS": ("soon", "must be a whole number"),
     "RELAY_LINGER_MS": ("-1", "greater than or equal to 0"),
+    "RELAY_REPLICA_WAIT_MS": ("5000", "less than or equal to 4000"),
     "OUTBOX_RETENTION_HOURS": ("a week", "must be a whole number"),
     "CONSUMER_NAME": ("my consumer", "printable ASCII with no spaces"),
     "CONSUMER_MAX_ATTEMPTS": ("0", "greater than or equal to 1"),

@@ -68,6 +68,15 @@ REDIS_RECONNECTS = Counter(
 REDIS_FAILOVERS = Counter(
     "allocation_redis_failovers_total", "Times the Sentinels named another Redis master"
 )
+RELAY_REPLICAS = Gauge(
+    "allocation_relay_redis_replicas",
+    "Replicas connected to the Redis master at the relay's last publish",
+    multiprocess_mode="mostrecent",
+)
+RELAY_UNCONFIRMED = Counter(
+    "allocation_relay_unconfirmed_total",
+    "Messages published while the Redis master had no replica to confirm them",
+)
 
 
 _REQUEST_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -126,3 +126,12 @@ class BrokerUnavailable(InfrastructureUnavailable):
     def __init__(self, detail: str = "") -> None:
         super().__init__("Redis is unavailable")
         self.detail = detail
+
+
+class PublishUnconfirmed(BrokerUnavailable):
+    """Redis took the messages but no replica confirmed having them in time: a master
+    lost now would lose them, so they are published again."""
+
+    def __init__(self, detail: str = "") -> None:
+        InfrastructureUnavailable.__init__(self, "No Redis replica confirmed the messages")
+        self.detail = detail
