@@ -14,7 +14,7 @@ from redis.sentinel import Sentinel
 from sqlalchemy import Engine
 
 from allocation.adapters import metrics
-from allocation.adapters.health import ReadinessProbe
+from allocation.adapters.health import Readiness, ReadinessProbe
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
 from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
 from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
@@ -84,7 +84,7 @@ class Api:
     bus: MessageBus
     uow_factory: UnitOfWorkFactory
     read_model: AbstractReadModel
-    readiness: Callable[[], dict[str, str]]
+    readiness: Callable[[], Readiness]
 
 
 def api(settings: Settings) -> Api:
@@ -142,6 +142,9 @@ def make_publisher(settings: Settings) -> AbstractPublisher:
         stream_maxlen=settings.stream_maxlen,
         replica_wait_ms=settings.relay_replica_wait_ms,
     )
+
+
+REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
 
 
 REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
