@@ -13,10 +13,16 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from allocation.adapters import metrics
+from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.adapters.read_models.queries import SqlReadModel
 from allocation.adapters.sql import database, orm
 from allocation.domain import commands
-from allocation.domain.exceptions import CommitOutcomeUnknown, DatabaseUnavailable, DuplicateBatch
+from allocation.domain.exceptions import (
+    CommitOutcomeUnknown,
+    ConnectionDropped,
+    DatabaseUnavailable,
+    DuplicateBatch,
+)
 from devtools.servers import PostgresServer
 from tests.integration.conftest import bus_for, rows
 from tests.waiting import wait_until
@@ -75,6 +81,16 @@ def test_a_statement_past_the_timeout_is_reported_as_unavailable(
             assert time.monotonic() - started < 5
     finally:
         patient.dispose()
+
+
+def test_a_connection_lost_after_the_work_before_the_rollback_is_a_dropped_connection(
+    postgres_engine: Engine,
+) -> None:
+    """Nothing was committed, so the command may run again; never a driver error."""
+    uow = SqlAlchemyUnitOfWork(postgres_engine)
+    with pytest.raises(ConnectionDropped), uow:
+        uow.products.get("LAMP")
+        assert drop_the_other_connections(postgres_engine) >= 1
 
 
 def test_reads_after_every_pooled_connection_was_dropped_fail_none(

@@ -69,11 +69,16 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         tb: TracebackType | None,
     ) -> None:
         try:
-            super().__exit__(exc_type, exc, tb)
-            self._close()
-        except sa_exc.DBAPIError:
-            if exc is None:
-                raise
+            try:
+                super().__exit__(exc_type, exc, tb)
+            finally:
+                self._close()
+        except sa_exc.DBAPIError as cleanup_error:
+            if exc is None:  # the connection went after the work, before the rollback
+                translated = _translated(cleanup_error)
+                if translated is cleanup_error:
+                    raise
+                raise translated from cleanup_error
             # Cleaning up after a lost connection fails too; the first error is the story.
         if isinstance(exc, sa_exc.DBAPIError):
             translated = _translated(exc)
