@@ -147,8 +147,8 @@ class PgAutoFailover(Topology):
 
     def accepts_writes(self, name: str, timeout: float = 2.0) -> bool:
         """Whether ``name`` commits a row within ``timeout`` seconds: neither a standby
-        nor read-only, and its synchronous standby, if any, acknowledges. (A commit
-        that wrote nothing would not wait for the standby.)"""
+        nor read-only, and its synchronous standby, if any, acknowledges, as the
+        service's own commits need. (A commit that wrote nothing would not wait.)"""
         sql = f"INSERT INTO {PROBE_TABLE} DEFAULT VALUES"
         return _quietly(lambda: self.query(name, sql, "postgres", timeout)) is not None
 
@@ -258,9 +258,14 @@ class PgAutoFailover(Topology):
             connection.autocommit = True
             with connection.cursor() as cursor:
                 cursor.execute(sql)
-                return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
         finally:
             connection.close()
+        # statement_timeout cancels a COMMIT's wait for the synchronous standby and
+        # reports success, with this warning: the commit was not acknowledged.
+        if any("synchronous replication" in notice for notice in connection.notices):
+            raise ServerError(f"port {port}: the synchronous standby did not confirm in time")
+        return rows
 
     # -- start and stop -------------------------------------------------------
 
@@ -349,10 +354,10 @@ class PgAutoFailover(Topology):
         return start_process([self._autoctl, *args], log, signal.SIGQUIT, **self._as_postgres())
 
     def _run_autoctl(self, args: list[str]) -> str:
+        command = [self._autoctl, *args]
         result = subprocess.run(
-            [self._autoctl, *args], capture_output=True, text=True, timeout=30, check=False,
-            **self._as_postgres(),
-        )  # fmt: skip
+            command, capture_output=True, text=True, timeout=30, check=False, **self._as_postgres()
+        )
         if result.returncode != 0:
             raise ServerError(f"pg_autoctl {' '.join(args)} failed: {result.stderr.strip()}")
         return str(result.stdout)

@@ -120,8 +120,11 @@ class RedisSentinel(Topology):
         return port
 
     def describe(self) -> str:
+        """What each Sentinel says of the master and its replicas, for a failure."""
+        name = self.master_name
         return "\n".join(
-            f"sentinel {port}: {_quietly(port, 'SENTINEL', 'MASTER', self.master_name)}"
+            f"sentinel {port}: {_quietly(port, 'SENTINEL', 'MASTER', name)}"
+            f" replicas {_quietly(port, 'SENTINEL', 'REPLICAS', name)}"
             for port in self.sentinels
         )
 
