@@ -53,12 +53,17 @@ $(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The tests start their own PostgreSQL and Redis servers from these binaries.
-system-deps:  ## Install redis-server and PostgreSQL with apt-get when missing (for the tests)
-	@if ! command -v redis-server >/dev/null 2>&1 || { ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; }; then \
-		echo "installing redis-server and postgresql with apt-get"; \
+# The tests start their own PostgreSQL and Redis servers from these binaries; the
+# failover test also a pg_auto_failover formation (pg_autoctl and its extension) and
+# Sentinels (redis-server in sentinel mode: no package of their own needed).
+PGAF_EXTENSION := /usr/share/postgresql/15/extension/pgautofailover.control
+system-deps:  ## Install redis-server, PostgreSQL and pg_auto_failover with apt-get when missing (for the tests)
+	@if ! command -v redis-server >/dev/null 2>&1 || { ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; } \
+		|| ! command -v pg_autoctl >/dev/null 2>&1 || [ ! -f $(PGAF_EXTENSION) ]; then \
+		echo "installing redis-server, postgresql and pg_auto_failover with apt-get"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server postgresql >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server postgresql \
+			postgresql-15-auto-failover pg-auto-failover-cli >/dev/null; \
 	fi
 
 # ruff for style and bugs; import-linter keeps the layers pointing down.

@@ -43,13 +43,17 @@ from typing import Any, Self
 from urllib.parse import quote
 
 __all__ = [
+    "PG_BIN_DIRS",
     "PostgresServer",
     "RedisServer",
     "ServerError",
+    "clean_env",
+    "find_binary",
     "free_port",
     "pdeathsig_preexec",
     "start_process",
     "stop_process",
+    "tail_of",
 ]
 
 START_TIMEOUT = 30.0
@@ -68,7 +72,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _find_binary(name: str, extra_dirs: Sequence[str] = ()) -> str:
+def find_binary(name: str, extra_dirs: Sequence[str] = ()) -> str:
     found = shutil.which(name)
     if found:
         return found
@@ -79,7 +83,7 @@ def _find_binary(name: str, extra_dirs: Sequence[str] = ()) -> str:
     raise ServerError(f"{name!r} not found on PATH or in {list(extra_dirs)}")
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
+def clean_env(**extra: str) -> dict[str, str]:
     """The current environment without PG* variables (they would leak into
     initdb/postgres/psql), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -166,7 +170,7 @@ def kill_session(session: int) -> None:
             os.kill(int(process.split()[0]), signal.SIGKILL)
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
+def tail_of(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
@@ -214,7 +218,7 @@ class _Server:
         return self.directory / self.log_name
 
     def log_tail(self, lines: int = 30) -> str:
-        return _log_tail(self.log_path, lines)
+        return tail_of(self.log_path, lines)
 
     def __enter__(self) -> Self:
         self.start()
@@ -348,8 +352,8 @@ class PostgresServer(_Server):
         self._run_as: pwd.struct_passwd | None = (
             pwd.getpwnam("postgres") if os.geteuid() == 0 else None
         )
-        self._initdb = _find_binary("initdb", PG_BIN_DIRS)
-        self._postgres = _find_binary("postgres", PG_BIN_DIRS)
+        self._initdb = find_binary("initdb", PG_BIN_DIRS)
+        self._postgres = find_binary("postgres", PG_BIN_DIRS)
 
     @property
     def url(self) -> str:
@@ -414,7 +418,7 @@ class PostgresServer(_Server):
             finally:
                 conn.close()
             return
-        psql = _find_binary("psql", ("/usr/bin", *PG_BIN_DIRS))
+        psql = find_binary("psql", ("/usr/bin", *PG_BIN_DIRS))
         result = subprocess.run(
             [
                 psql,
@@ -434,7 +438,7 @@ class PostgresServer(_Server):
                 "-c",
                 sql,
             ],
-            env=_clean_env(PGCONNECT_TIMEOUT="10"),
+            env=clean_env(PGCONNECT_TIMEOUT="10"),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -447,7 +451,7 @@ class PostgresServer(_Server):
     # -- internals ------------------------------------------------------------
 
     def _popen_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"env": _clean_env(TZ="UTC", LC_ALL="C")}
+        kwargs: dict[str, Any] = {"env": clean_env(TZ="UTC", LC_ALL="C")}
         if self._run_as is not None:
             kwargs.update(user=self._run_as.pw_uid, group=self._run_as.pw_gid, extra_groups=[])
         return kwargs
@@ -536,7 +540,7 @@ class RedisServer(_Server):
         super().__init__(port, base_dir)
         # Keep the symlink path: Debian's redis-server is a symlink to a
         # multi-call binary that dispatches on argv[0].
-        self._redis = _find_binary("redis-server", ("/usr/bin", "/usr/local/bin"))
+        self._redis = find_binary("redis-server", ("/usr/bin", "/usr/local/bin"))
 
     @property
     def url(self) -> str:

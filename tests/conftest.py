@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from allocation import bootstrap
+from allocation.adapters.health import Readiness
 from allocation.config import Settings
 from allocation.service_layer.messagebus import MessageBus
 from devtools.servers import PostgresServer, RedisServer
@@ -56,7 +57,8 @@ def fake_service() -> Iterator[FakeService]:
         return FakeUnitOfWork(store)
 
     bus = bootstrap.bootstrap(Settings(), uow_factory=uow_factory, notifications=notifications)
-    api = bootstrap.Api(bus, uow_factory, FakeReadModel(store), lambda: {"database": "ok"})
+    ready = Readiness({"database": "ok"})
+    api = bootstrap.Api(bus, uow_factory, FakeReadModel(store), lambda: ready)
     yield FakeService(bus, store, notifications, api)
 
 

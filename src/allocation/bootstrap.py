@@ -9,17 +9,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 from sqlalchemy import Engine
 
 from allocation.adapters import metrics
-from allocation.adapters.health import ReadinessProbe
+from allocation.adapters.health import Readiness, ReadinessProbe
 from allocation.adapters.notifications import EmailNotifications, LoggingNotifications
 from allocation.adapters.outbox_wakeup import PollingWakeup, PostgresWakeup
 from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.adapters.read_models.queries import SqlReadModel
 from allocation.adapters.redis_publisher import LoggingPublisher, RedisPublisher
 from allocation.adapters.sql import database, orm
-from allocation.config import Settings
+from allocation.config import SentinelUrl, Settings
 from allocation.domain import commands, events
 from allocation.domain.exceptions import SchemaNotMigrated
 from allocation.service_layer import handlers, inbound
@@ -98,7 +101,7 @@ class Api:
     bus: MessageBus
     uow_factory: UnitOfWorkFactory
     read_model: AbstractReadModel
-    readiness: Callable[[], dict[str, str]]
+    readiness: Callable[[], Readiness]
 
 
 def api(settings: Settings) -> Api:
@@ -151,13 +154,41 @@ def make_publisher(settings: Settings) -> AbstractPublisher:
     """What the relay publishes with: Redis, or the log when REDIS_URL is not set."""
     if settings.redis_url is None:
         return LoggingPublisher()
-    return RedisPublisher(make_redis(settings.redis_url), stream_maxlen=settings.stream_maxlen)
+    return RedisPublisher(
+        make_redis(settings.redis_url),
+        stream_maxlen=settings.stream_maxlen,
+        replica_wait_ms=settings.relay_replica_wait_ms,
+    )
+
+
+REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
+
+
+REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
 
 
 def make_redis(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=15
+    """The client of the one Redis the URL names, or of the master its Sentinels name
+    (it asks them again whenever a connection is lost, and so follows a failover)."""
+    sentinel = SentinelUrl.parse(redis_url)
+    if sentinel is None:
+        return redis.Redis.from_url(redis_url, **REDIS_TIMEOUTS)
+    # No retries inside redis-py (its default sleeps for seconds on a Sentinel that is
+    # down): the relay's and the consumer's loops retry, with their own backoff.
+    no_retry = Retry(NoBackoff(), 0)
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinel.sentinels),
+        sentinel_kwargs={"socket_connect_timeout": 1, "socket_timeout": 1, "retry": no_retry},
     )
+    master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        sentinel.master,
+        db=sentinel.db,
+        username=sentinel.username,
+        password=sentinel.password,
+        retry=no_retry,
+        **REDIS_TIMEOUTS,
+    )
+    return master
 
 
 def make_notifications(settings: Settings) -> AbstractNotifications:

@@ -37,20 +37,25 @@ def compose(
     *args: str,
     file: Path = COMPOSE_FILE,
     environ: Mapping[str, str] | None = None,
+    profile: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Runs Compose on ``file`` as `docker compose` would run on ours (same project
     directory), with ``environ`` alone as the host's environment and no .env file."""
     empty = tmp_path / "empty.env"
     empty.touch()
     command = [COMPOSE, "-f", str(file), "--project-directory", str(ROOT)]
+    command += ["--profile", profile] if profile else []
     command += ["--env-file", str(empty), *args]
     host = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(tmp_path), **(environ or {})}
     return subprocess.run(command, env=host, capture_output=True, text=True, timeout=60)
 
 
-def resolved(tmp_path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The file as Compose reads it: anchors merged, variables interpolated."""
-    result = compose(tmp_path, "config", "--format", "json", environ=environ)
+def resolved(
+    tmp_path: Path, environ: Mapping[str, str] | None = None, profile: str | None = None
+) -> dict[str, Any]:
+    """The file as Compose reads it: anchors merged, variables interpolated (and the
+    services of ``profile`` included)."""
+    result = compose(tmp_path, "config", "--format", "json", environ=environ, profile=profile)
     assert result.returncode == 0, result.stderr
     document: dict[str, Any] = json.loads(result.stdout)
     return document
@@ -138,3 +143,28 @@ def test_any_database_password_reaches_the_engine_url(tmp_path: Path, password: 
 def test_the_default_password_is_the_local_one(tmp_path: Path) -> None:
     settings = Settings.from_env(given(service_environments(resolved(tmp_path))["api"]))
     assert make_url(settings.database_url).password == "allocation"
+
+
+HA_SERVICES = ["ha-api", "ha-consumer", "ha-hold-expiry", "ha-migrate", "ha-relay"]
+
+
+def test_the_ha_profile_runs_the_service_on_a_formation_and_sentinels(tmp_path: Path) -> None:
+    """Off by default; with `--profile ha`: a pg_auto_failover monitor and two nodes,
+    a Redis master, a replica and three Sentinels, and the service's containers
+    given every setting from the host, on the multi-host and Sentinel URLs."""
+    assert not set(HA_SERVICES) & set(resolved(tmp_path)["services"])
+    host = {name: f"from-host-{name}" for name in VARIABLES if name not in SET_BY_COMPOSE}
+    document = resolved(tmp_path, host, "ha")
+    services = document["services"]
+    servers = ["pgaf-monitor", "pgaf-node1", "pgaf-node2", "redis-master", "redis-replica"]
+    assert set(servers + ["sentinel1", "sentinel2", "sentinel3"]) <= set(services)
+    environments = {name: services[name]["environment"] for name in HA_SERVICES}
+    for service, environment in environments.items():
+        assert [name for name in VARIABLES if name not in environment] == [], service
+        assert {name: environment[name] for name in host} == host, service
+        settings = Settings.from_env({name: environment[name] for name in SET_BY_COMPOSE})
+        url = make_url(settings.database_url)
+        assert url.query["host"] == "pgaf-node1,pgaf-node2", service
+        assert url.query["target_session_attrs"] == "read-write", service
+        sentinel = settings.redis_sentinel
+        assert sentinel is not None and len(sentinel.sentinels) == 3, service

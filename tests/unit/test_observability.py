@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
+from allocation.adapters.health import Readiness
 from allocation.config import ConfigError, Settings
 from allocation.entrypoints.api.app import create_app
 from allocation.entrypoints.cli import logging_config
@@ -22,9 +23,10 @@ from tests.conftest import FakeService
 class SwitchableReadiness:
     def __init__(self) -> None:
         self.checks = {"database": "ok", "migrations": "ok", "redis": "not configured"}
+        self.servers: dict[str, dict[str, object]] = {}
 
-    def __call__(self) -> dict[str, str]:
-        return dict(self.checks)
+    def __call__(self) -> Readiness:
+        return Readiness(dict(self.checks), dict(self.servers))
 
 
 @pytest.fixture
@@ -54,6 +56,17 @@ def test_ready_reports_each_dependency(client: FlaskClient, readiness: Switchabl
     assert down.status_code == 503
     assert down.get_json()["status"] == "unavailable"
     assert down.get_json()["checks"]["database"] == "unreachable: OperationalError"
+
+
+def test_ready_names_the_servers_it_reached_beside_the_checks(
+    client: FlaskClient, readiness: SwitchableReadiness
+) -> None:
+    readiness.servers = {
+        "database": {"host": "10.0.0.12", "port": 5432, "primary": True},
+        "redis": {"host": "10.0.0.21", "port": 6379},
+    }
+    body = client.get("/ready").get_json()
+    assert body == {"status": "ready", "checks": readiness.checks, **readiness.servers}
 
 
 def test_metrics_count_requests_allocations_and_out_of_stock(client: FlaskClient) -> None:

@@ -80,6 +80,32 @@ CONSUMER_MESSAGES = Counter(
 )
 
 
+# Failovers and lost connections, per process (the API's workers each count their own).
+DATABASE_RECONNECTS = Counter(
+    "allocation_database_reconnects_total",
+    "Pooled database connections found dropped (the pool is then replaced)",
+)
+DATABASE_FAILOVERS = Counter(
+    "allocation_database_failovers_total",
+    "New database connections that reached another server than the one before",
+)
+REDIS_RECONNECTS = Counter(
+    "allocation_redis_reconnects_total", "Redis connections lost and made again"
+)
+REDIS_FAILOVERS = Counter(
+    "allocation_redis_failovers_total", "Times the Sentinels named another Redis master"
+)
+RELAY_REPLICAS = Gauge(
+    "allocation_relay_redis_replicas",
+    "Replicas connected to the Redis master at the relay's last publish",
+    multiprocess_mode="mostrecent",
+)
+RELAY_UNCONFIRMED = Counter(
+    "allocation_relay_unconfirmed_total",
+    "Messages published while the Redis master had no replica to confirm them",
+)
+
+
 _REQUEST_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from allocation.adapters import failover
 from allocation.adapters.persistence.messaging_store import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -42,12 +43,17 @@ class PostgresWakeup(PollingWakeup):
                 connection.poll()
                 connection.notifies.clear()
         except Exception as error:  # any failure falls back to polling, and reconnects next time
-            logger.debug("LISTEN unavailable (%s); polling instead", error)
+            if self._listening is not None:
+                logger.warning("lost the LISTEN connection (%s); polling until it is back", error)
+            else:
+                logger.debug("LISTEN unavailable (%s); polling instead", error)
             self.close()
             super().wait(timeout)
 
     def _listening_connection(self) -> Any:
-        """The psycopg2 connection that LISTENs, made on first use."""
+        """The psycopg2 connection that LISTENs, made on first use and again after it
+        was lost: a LISTEN lives in its connection, so after a failover it is taken
+        on the new primary, which the new connection reaches."""
         if self._listening is None:
             pooled = self._engine.raw_connection()
             driver = pooled.driver_connection
@@ -56,6 +62,8 @@ class PostgresWakeup(PollingWakeup):
             with driver.cursor() as cursor:
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self._listening = pooled
+            where = failover.address(driver.info.host, driver.info.port)
+            logger.info("listening for new outbox messages on %s", where)
         return self._listening.driver_connection
 
     def close(self) -> None:

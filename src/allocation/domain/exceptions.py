@@ -114,14 +114,39 @@ class SchemaNotMigrated(InfrastructureUnavailable):
 
 
 class ConnectionDropped(DatabaseUnavailable):
-    """A pooled connection had been closed by the database (a restart, say).
+    """A pooled connection had been closed by the database (a restart, a failover).
 
-    The pool replaces its connections, so running the command again at once
-    works; every command here may safely run twice.
+    Raised only before COMMIT was sent, so nothing of the command was made; the
+    pool replaces its connections, and running the command again at once works.
+    (A connection lost during COMMIT is a CommitOutcomeUnknown instead.)
     """
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """The connection died while the database committed: the change may have been
+    made or not, and only asking again can tell. Never run again by the service
+    itself (a repeated change that had been made would be refused as a new one);
+    the caller repeats it and reads the answer (README, "Running highly available")."""
+
+    def __init__(self, detail: str = "") -> None:
+        InfrastructureUnavailable.__init__(
+            self,
+            "The database connection was lost while committing; the change may have"
+            " been made: repeat the request to know",
+        )
+        self.detail = detail
 
 
 class BrokerUnavailable(InfrastructureUnavailable):
     def __init__(self, detail: str = "") -> None:
         super().__init__("Redis is unavailable")
+        self.detail = detail
+
+
+class PublishUnconfirmed(BrokerUnavailable):
+    """Redis took the messages but no replica confirmed having them in time: a master
+    lost now would lose them, so they are published again."""
+
+    def __init__(self, detail: str = "") -> None:
+        InfrastructureUnavailable.__init__(self, "No Redis replica confirmed the messages")
         self.detail = detail

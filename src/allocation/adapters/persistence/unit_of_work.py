@@ -29,6 +29,7 @@ from allocation.adapters.read_models.read_model import (
 from allocation.adapters.sql import database
 from allocation.adapters.sql.statements import WriteBatch
 from allocation.domain.exceptions import (
+    CommitOutcomeUnknown,
     ConcurrencyConflict,
     ConnectionDropped,
     DatabaseUnavailable,
@@ -70,11 +71,16 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         tb: TracebackType | None,
     ) -> None:
         try:
-            super().__exit__(exc_type, exc, tb)
-            self._close()
-        except sa_exc.DBAPIError:
-            if exc is None:
-                raise
+            try:
+                super().__exit__(exc_type, exc, tb)
+            finally:
+                self._close()
+        except sa_exc.DBAPIError as cleanup_error:
+            if exc is None:  # the connection went after the work, before the rollback
+                translated = _translated(cleanup_error)
+                if translated is cleanup_error:
+                    raise
+                raise translated from cleanup_error
             # Cleaning up after a lost connection fails too; the first error is the story.
         if isinstance(exc, sa_exc.DBAPIError):
             translated = _translated(exc)
@@ -87,7 +93,12 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self._repository.write_changes(changes, self._writes)
         if not self._writes.send(self.connection):
             raise ConcurrencyConflict("version changed")
-        self.connection.commit()
+        try:
+            self.connection.commit()
+        except sa_exc.DBAPIError as error:
+            if database.is_unavailable(error):  # it may have committed before the loss
+                raise CommitOutcomeUnknown(str(error.orig)) from error
+            raise
 
     def _rollback(self) -> None:
         if self.connection is not None and self.connection.in_transaction():

@@ -191,6 +191,9 @@ class SqlReadModel(AbstractReadModel):
                 raise SchemaNotMigrated(str(error).splitlines()[0]) from error
             if self._engine.dialect.is_disconnect(error, pooled.dbapi_connection, None):
                 pooled.invalidate(error)
+                # The others went with the same server (a restart, a failover): a
+                # fresh pool, as the engine makes for a write on a dropped connection.
+                self._engine.dispose(close=False)
                 raise DatabaseUnavailable(str(error)) from error
             raise
         finally:

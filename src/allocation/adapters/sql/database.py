@@ -8,6 +8,7 @@ alembic.ini is needed at run time.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 
+from allocation.adapters import failover, metrics
 from allocation.adapters.sql import orm
 from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
 
@@ -46,6 +48,13 @@ def make_engine(
 
     ``statement_timeout_ms`` (PostgreSQL) bounds every statement, lock waits
     included, so that nothing can hold a worker indefinitely; 0 means no bound.
+    The same bound holds on the client side for a server that vanished without
+    closing its connections (a machine that died): TCP keepalives and a TCP
+    user timeout drop such a connection instead of waiting for its answer.
+
+    With several hosts and ``target_session_attrs=read-write``, a new connection
+    goes to whichever host is the primary now: after a failover, the pool is
+    replaced at the first dropped connection and the new ones reach the new primary.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
@@ -53,9 +62,10 @@ def make_engine(
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": 3}
+    connect_args: dict[str, Any] = {"connect_timeout": 3, **KEEPALIVES}
     if statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+        connect_args["tcp_user_timeout"] = int(statement_timeout_ms)
     engine = create_engine(
         url,
         connect_args=connect_args,
@@ -65,7 +75,62 @@ def make_engine(
         pool_reset_on_return=None if autocommit else "rollback",
         **options,
     )
+    _follow_failovers(engine)
     return engine
+
+
+# libpq's keepalives on a silent connection: the first probe after 2 s, then one a
+# second; with tcp_user_timeout, a peer that acknowledges nothing is given up.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1}
+
+
+def _follow_failovers(engine: Engine) -> None:
+    """Every new connection notes which server it reached (a change is a failover);
+    a dropped one is counted; and a server that turned read-only under a pooled
+    connection (a primary demoted without a restart) counts as a lost connection,
+    so that the pool is replaced and the command runs again on the new primary."""
+    event.listen(engine, "connect", _reached)
+    event.listen(engine, "invalidate", _dropped)
+    event.listen(engine, "handle_error", _read_only_is_a_disconnect)
+
+
+def _reached(dbapi_connection: Any, _record: object) -> None:
+    info = dbapi_connection.info
+    failover.DATABASE.reached(failover.address(info.host, info.port))
+
+
+def _dropped(_dbapi_connection: object, _record: object, error: BaseException | None) -> None:
+    if error is not None:  # not a connection thrown away on purpose
+        metrics.DATABASE_RECONNECTS.inc()
+
+
+# PostgreSQL's SQLSTATE for a write in a read-only transaction (a standby's answer).
+READ_ONLY_SQLSTATE = "25006"
+
+
+def _read_only_is_a_disconnect(context: ExceptionContext) -> None:
+    if getattr(context.original_exception, "pgcode", None) == READ_ONLY_SQLSTATE:
+        context.is_disconnect = True  # type: ignore[misc]  # settable here, says its doc
+
+
+@dataclass(frozen=True)
+class Server:
+    """The database server a connection reached, and whether it takes writes."""
+
+    host: str
+    port: int
+    primary: bool
+
+
+def reached_server(engine: Engine) -> Server | None:
+    """Which PostgreSQL server a new connection of the engine reaches now (None on
+    SQLite). Raises the driver's error when there is none to reach."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as connection:
+        standby = connection.execute(text("SELECT pg_is_in_recovery()")).scalar_one()
+        info = connection.connection.dbapi_connection.info  # type: ignore[union-attr]
+        return Server(str(info.host), int(info.port), not standby)
 
 
 def is_postgresql(connection: Connection) -> bool:

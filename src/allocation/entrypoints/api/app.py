@@ -99,10 +99,11 @@ def _add_routes(app: Flask, service: bootstrap.Api, limit: int) -> None:
 
     @app.get("/ready")
     def ready() -> tuple[Response, int]:
-        checks = service.readiness()
-        healthy = all(state in ("ok", "not configured") for state in checks.values())
+        readiness = service.readiness()
+        healthy = all(state in ("ok", "not configured") for state in readiness.checks.values())
         status = "ready" if healthy else "unavailable"
-        return jsonify(status=status, checks=checks), 200 if healthy else 503
+        body = {"status": status, "checks": readiness.checks, **readiness.servers}
+        return jsonify(body), 200 if healthy else 503
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:

@@ -109,11 +109,7 @@ def announce(settings: Settings, host: str, port: int) -> None:
     """One line at start: where the API listens, its docs, the database (no password)
     and Redis; and a warning when the database's schema is behind the code."""
     url = f"http://{host}:{port}"
-    redis = (
-        "not configured: events are logged, not published"
-        if settings.redis_url is None
-        else make_url(settings.redis_url).render_as_string(hide_password=True)
-    )
+    redis = settings.shown_redis_url or "not configured: events are logged, not published"
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     logger.info(
         "serving the API at %s (docs: %s/docs); database %s; Redis %s", url, url, database, redis

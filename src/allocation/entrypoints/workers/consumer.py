@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from allocation.adapters import metrics
+from allocation.adapters import failover, metrics
 from allocation.config import Settings
 from allocation.service_layer import retry
 from allocation.service_layer.inbound import Inbox, Outcome
@@ -52,15 +52,18 @@ def _reconnecting(loop: Callable[[], None], stop: threading.Event) -> None:
     """Runs the loop until stop is set, reconnecting with backoff when Redis goes away."""
 
     def log_reconnect(state: retry.RetryCallState) -> None:
+        metrics.REDIS_RECONNECTS.inc()
         logger.warning(
             "lost Redis (%s); reconnecting in %.1fs", retry.failure(state), retry.next_wait(state)
         )
 
+    # At most a second between tries: a Redis master promoted by the Sentinels is
+    # used within about a second of its promotion.
     policy = retry.policy(
         (redis.ConnectionError, redis.TimeoutError),
         attempts=None,
         first_wait=0.1,
-        max_wait=2.0,
+        max_wait=1.0,
         stop=stop,
         before_sleep=log_reconnect,
     )
@@ -89,6 +92,7 @@ def _consume_stream(
     stop: threading.Event,
 ) -> None:
     _ensure_group(client)
+    failover.note_redis_master(client)
     logger.info("reading stream %s as %s/%s", STREAM, GROUP, name)
     # First whatever this consumer name left pending before a restart.
     _process_entries(client, inbox, _read(client, name, "0"))

@@ -16,7 +16,8 @@ from allocation.service_layer.ports import AbstractPublisher
 
 logger = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 1.0
+# Short: a database or Redis promoted after a failover is used within half a second.
+MAX_BACKOFF_SECONDS = 0.5
 PRUNE_EVERY_SECONDS = 600.0
 
 

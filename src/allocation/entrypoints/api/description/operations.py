@@ -300,6 +300,8 @@ OPERATIONS: tuple[Operation, ...] = (
                 {
                     "status": "ready",
                     "checks": {"database": "ok", "redis": "ok", "migrations": "ok"},
+                    "database": {"host": "10.0.0.12", "port": 5432, "primary": True},
+                    "redis": {"host": "10.0.0.21", "port": 6379},
                 },
             ),
             Answer(

@@ -147,8 +147,25 @@ class ReadinessChecks(_Response):
     migrations: str = Field(description='"ok", or what is missing from the schema.')
 
 
+class ReachedDatabase(_Response):
+    host: str = Field(description="The PostgreSQL server a connection reached.")
+    port: int
+    primary: bool = Field(description="Whether it takes writes (false: a standby).")
+
+
+class ReachedRedis(_Response):
+    host: str = Field(description="The Redis master the Sentinels name.")
+    port: int
+
+
 class Readiness(_Response):
     status: Literal["ready", "unavailable"] = Field(
         description='"ready" (HTTP 200) when every check is fine, else "unavailable" (HTTP 503).'
     )
     checks: ReadinessChecks
+    database: ReachedDatabase | None = Field(
+        None, description="On PostgreSQL, when reached: which server, and its role."
+    )
+    redis: ReachedRedis | None = Field(
+        None, description="When REDIS_URL names Sentinels and Redis was reached."
+    )
