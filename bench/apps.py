@@ -132,7 +132,7 @@ class LazyApp:
 
         settings = Settings.from_env(os.environ)
         # As `allocation api` does before serving: the access log is INFO lines.
-        logging_config.configure(settings.log_level, settings.log_format)
+        logging_config.configure(settings.log_level, settings.log_format, batched=True)
         return FACTORIES[self.name](settings)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

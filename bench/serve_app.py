@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from allocation.entrypoints.cli.server import serve
 
     settings = Settings.from_env(os.environ)
-    logging_config.configure(settings.log_level, settings.log_format)
+    logging_config.configure(settings.log_level, settings.log_format, batched=True)
     factory = None if args.app == "service" else FACTORIES[args.app]
     serve(settings, args.host, args.port, args.workers, args.threads, app_factory=factory)
     return 0

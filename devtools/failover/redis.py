@@ -106,9 +106,11 @@ class RedisSentinel(Topology):
             what, self.promoted_master, timeout, detail=self.describe, error=ServerError
         )
 
-    def restart_killed_master(self, timeout: float = 30.0) -> int:
+    def restart_killed_master(self, timeout: float = 60.0) -> int:
         """Starts the killed master again as a replica of the current master, and
-        waits until it replicates and every Sentinel lists it as a healthy replica."""
+        waits until it replicates and every Sentinel lists it as a healthy replica.
+        A Sentinel looks at replicas every 10 s, so on a loaded machine the last of
+        them has been seen to take over 20 s."""
         port = self.killed_master
         if port is None or self.servers.get(port) is not None:
             raise ServerError("no killed master to restart")

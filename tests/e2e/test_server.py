@@ -175,6 +175,18 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
         pool.shutdown(wait=True)  # bounded: allocate() has a timeout
 
 
+def settled_health_count(api: Service) -> float:
+    """The count once every worker has handed over its requests so far: the same in
+    two answers more than a worker's hand-over interval apart."""
+    last: list[float] = []
+
+    def settled() -> float | None:
+        last.append(health_requests_counted(api))
+        return last[-1] if len(last) > 1 and last[-1] == last[-2] else None
+
+    return wait_until("the request counts settled", settled, timeout=6, interval=1.2)
+
+
 def health_requests_counted(api: Service) -> float:
     """allocation_http_requests_total for GET /health answered 200, as /metrics reports it."""
     response = requests.get(f"{api.url}/metrics", timeout=5)
@@ -349,11 +361,17 @@ def test_request_ids_and_metrics_hold_across_workers(
     generated = requests.get(f"{api.url}/health", timeout=5).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated), generated
 
-    before = health_requests_counted(api)
+    before = settled_health_count(api)
     request_ids = [f"n-{uuid.uuid4().hex}" for _ in range(40)]
     for request_id in request_ids:
         get_health(api, request_id)
-    # Whichever worker answers /metrics, it reports what every worker counted.
+    # Whichever worker answers /metrics, it reports what every worker counted (each
+    # worker hands its counts over about once a second).
+    wait_until(
+        "every worker's requests counted",
+        lambda: health_requests_counted(api) - before == len(request_ids),
+        timeout=3,
+    )
     for _ in range(6):
         assert health_requests_counted(api) - before == len(request_ids)
 

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -18,6 +19,7 @@ from allocation.entrypoints.api.app import create_app
 from allocation.entrypoints.cli import logging_config
 from allocation.service_layer import log_context
 from tests.conftest import FakeService
+from tests.waiting import wait_until
 
 
 class SwitchableReadiness:
@@ -177,3 +179,27 @@ def _with_time(record: logging.LogRecord, formatter: logging.Formatter) -> loggi
     record.message = record.getMessage()
     record.asctime = formatter.formatTime(record)
     return record
+
+
+def test_batched_lines_reach_the_file_soon_and_warnings_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "stderr.log"
+    with target.open("w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        handler = logging_config.BatchedStreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+
+        def line(level: int, message: str) -> None:
+            handler.handle(logging.LogRecord("x", level, __file__, 1, message, None, None))
+
+        line(logging.INFO, "first")  # after a quiet spell: at once
+        line(logging.INFO, "second")  # in a burst: batched
+        assert target.read_text() == "first\n"
+        wait_until("the batch handed over", lambda: target.read_text() == "first\nsecond\n", 2)
+        line(logging.INFO, "third")
+        line(logging.WARNING, "a warning")  # at once, with what came before it
+        assert target.read_text().endswith("third\na warning\n")
+        line(logging.INFO, "last")
+        handler.close()
+        assert target.read_text().endswith("a warning\nlast\n")

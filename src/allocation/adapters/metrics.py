@@ -7,20 +7,21 @@ that directory and /metrics adds them up.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
     values,
 )
 
+from allocation.adapters.request_metrics import RequestCollector, RequestStats
 from allocation.domain import events
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -49,15 +50,6 @@ if values.ValueClass is not values.MutexValue:  # multiprocess mode (PROMETHEUS_
         process_identifier=_ThisProcess.identifier
     )
 
-REQUESTS = Counter(
-    "allocation_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
-)
-LATENCY = Histogram(
-    "allocation_http_request_seconds",
-    "Time to answer an HTTP request",
-    ["endpoint", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
 ALLOCATIONS = Counter("allocation_allocations_total", "Order lines allocated (reallocations too)")
 OUT_OF_STOCK = Counter("allocation_out_of_stock_total", "Order lines that found no stock")
 CONCURRENCY_RETRIES = Counter(
@@ -106,20 +98,22 @@ RELAY_UNCONFIRMED = Counter(
 )
 
 
-_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+@functools.cache
+def _requests() -> RequestStats:
+    """This process's request counts (the HTTP metrics: request_metrics.py)."""
+    stats = RequestStats(_multiprocess_directory())
+    if _multiprocess_directory() is None:
+        REGISTRY.register(RequestCollector(stats, None))
+    return stats
+
+
+def _multiprocess_directory() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
-    """Counts one answered request and its latency (series looked up once per labels)."""
-    series = _REQUEST_SERIES.get((endpoint, method, status))
-    if series is None:
-        series = (
-            REQUESTS.labels(endpoint, method, str(status)),
-            LATENCY.labels(endpoint, method),
-        )
-        _REQUEST_SERIES[(endpoint, method, status)] = series
-    series[0].inc()
-    series[1].observe(seconds)
+    """Counts one answered request and its latency."""
+    _requests().observe(endpoint, method, status, seconds)
 
 
 def count_event(event: events.Event, uow: AbstractUnitOfWork) -> None:
@@ -136,10 +130,10 @@ def count_retry() -> None:
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric of this process (or of all workers)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    stats, directory = _requests(), _multiprocess_directory()
+    if directory is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(RequestCollector(stats, directory))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

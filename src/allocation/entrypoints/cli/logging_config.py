@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -12,10 +16,26 @@ from allocation.service_layer import log_context
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]%(context)s %(message)s"
 
 
+class _Process:
+    """This process's id, asked of the system once and again only after a fork (the
+    logging module would ask on every record)."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Process.refresh)
+
+
 class ContextFilter(logging.Filter):
-    """Adds the bound request/message ids to every record (``context`` for text output)."""
+    """Adds the process id and the bound request/message ids to every record
+    (``context`` for text output)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.process = _Process.pid
         fields = log_context.current()
         if fields:
             record.__dict__.update(fields)
@@ -96,13 +116,70 @@ def formatter(log_format: str) -> logging.Formatter:
     return TextFormatter()
 
 
-def configure(level: str, log_format: str) -> None:
+class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Standard error, a line per record, handed to the system (a write call: most of
+    what a line costs a request) at most every FLUSH_EVERY_SECONDS while lines keep
+    coming; at once for a warning or worse, and for the first line after a quiet
+    spell. A thread hands over what a burst's last lines left, so none waits longer,
+    and closing (at exit, by logging.shutdown) hands over the rest. A process killed
+    outright loses at most the last FLUSH_EVERY_SECONDS of INFO lines."""
+
+    FLUSH_EVERY_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        # Its own buffered stream on the descriptor: sys.stderr passes on every line.
+        encoding = sys.stderr.encoding or "utf-8"
+        stream = open(  # noqa: SIM115 - lives as long as the process
+            sys.stderr.fileno(), "w", encoding=encoding, errors="backslashreplace", closefd=False
+        )
+        super().__init__(stream)
+        self._urgent = False
+        self._due = 0.0  # when the next write is owed
+        self._behind = False  # lines written to the buffer but not handed over
+        self._flusher: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._urgent = record.levelno >= logging.WARNING
+        super().emit(record)  # writes the line, then calls flush()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if self._urgent or now >= self._due:
+            self.flush_now()
+            self._due = now + self.FLUSH_EVERY_SECONDS
+            return
+        self._behind = True
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._keep_flushing, daemon=True)
+            self._flusher.start()
+
+    def flush_now(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._behind = False
+            super().flush()
+
+    def close(self) -> None:
+        self.flush_now()
+        super().close()
+
+    def _keep_flushing(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_EVERY_SECONDS)
+            if self._behind:
+                self.flush_now()
+
+
+def configure(level: str, log_format: str, batched: bool = False) -> None:
+    """The root logger, to standard error; ``batched`` (the API's workers, which write
+    a line per request) hands lines to the system in batches: BatchedStreamHandler."""
     # The logging HOWTO's optimisations for what no line here shows: the caller's
-    # file and line (a stack walk per record), the thread and the process name.
+    # file and line (a stack walk per record), the thread and the process name; the
+    # process id comes from ContextFilter, which asks the system once.
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
+    logging.logProcesses = False
+    handler = BatchedStreamHandler() if batched else logging.StreamHandler()
     handler.setFormatter(formatter(log_format))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()

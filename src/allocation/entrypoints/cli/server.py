@@ -129,7 +129,7 @@ def _worker_app(factory: AppFactory, settings: Settings, _target: str) -> Flask:
     a full collection scans only what requests made since (collecting the 100,000
     objects of Flask, SQLAlchemy and the mappings took about 30 ms, a pause for
     every request waiting on that worker)."""
-    logging_config.configure(settings.log_level, settings.log_format)
+    logging_config.configure(settings.log_level, settings.log_format, batched=True)
     app = factory(settings)
     gc.collect()
     gc.freeze()
