@@ -24,19 +24,27 @@ def _pgbench(run: Run, script: str, defines: dict[str, str], label: str) -> dict
 
 
 def allocate(run: Run) -> None:
+    """The allocate row; with the hold row when this run has it, measured in
+    alternating slices, as the one is judged against the other."""
     c = run.config
-    measured(
-        run,
-        "allocate",
-        f"POST /allocate, unique orders over {c.skus} SKUs, {c.connections} connections",
-        lambda: run.wrk().run(
-            run.port,
-            "allocate.lua",
-            allocate_args(c.wrk_threads, "alloc-", "alloc-sku-", c.skus, 0),
-            duration=c.duration,
-            label="allocate",
-        ),
-    )
+    rows = [
+        Row(
+            "allocate",
+            f"POST /allocate, unique orders over {c.skus} SKUs, {c.connections} connections",
+            lambda seconds, label: run.wrk().run(
+                run.port,
+                "allocate.lua",
+                allocate_args(c.wrk_threads, f"{label}-", "alloc-sku-", c.skus, 0),
+                duration=seconds,
+                label=label,
+            ),
+        )
+    ]
+    if "hold" in c.scenarios:
+        rows.append(_hold_row(run))
+    interleaved(run, rows, c.duration, c.paired_slices)
+    if "hold" in c.scenarios:
+        _count_pairs(run.results["scenarios"]["hold"])
     measured(
         run,
         "baseline-allocate",
@@ -50,26 +58,39 @@ def allocate(run: Run) -> None:
     )
 
 
-def hold(run: Run) -> None:
-    """Checkouts: each hold placed, then confirmed once its 201 is back; req/s counts
-    both requests, so pairs per second are half of it."""
+def _hold_row(run: Run) -> Row:
+    """Checkouts: each hold placed, then confirmed once its 201 is back."""
     c = run.config
-    result = measured(
-        run,
+    return Row(
         "hold",
         f"POST /holds then POST /holds/<holdid>/confirm, unique holds over {c.hold_skus} SKUs, "
         f"{c.connections} connections",
-        lambda: run.wrk().run(
+        lambda seconds, label: run.wrk().run(
             run.port,
             "hold.lua",
-            [str(c.wrk_threads), "hold-", "hold-sku-", str(c.hold_skus)],
-            duration=c.duration,
-            label="hold",
+            [str(c.wrk_threads), f"{label}-", "hold-sku-", str(c.hold_skus)],
+            duration=seconds,
+            label=label,
         ),
     )
+
+
+def _count_pairs(result: dict[str, Any]) -> None:
+    """req/s counts both requests of a checkout: pairs per second are half of it."""
     statuses = result.get("statuses", {})
     result["pairs_per_second"] = (result.get("rps") or 0) / 2
     result["placed"], result["confirmed"] = int(statuses.get("201", 0)), int(statuses.get("202", 0))
+
+
+def hold(run: Run) -> None:
+    """Measured with allocate, in alternating slices (see `allocate`)."""
+    if "allocate" not in run.config.scenarios:
+        _run_hold_alone(run)
+
+
+def _run_hold_alone(run: Run) -> None:
+    interleaved(run, [_hold_row(run)], run.config.duration, run.config.paired_slices)
+    _count_pairs(run.results["scenarios"]["hold"])
 
 
 def _add_hot_batches(run: Run) -> int:

@@ -6,8 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Integer, any_, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, Integer, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from allocation.adapters.sql import orm
@@ -62,15 +61,11 @@ OUTBOX_PENDING = statement(
     .limit(_LIMIT),
     select(*_PENDING_COLUMNS).where(_O.c.sent_at.is_(None)).order_by(_O.c.id).limit(_LIMIT),
 )
-OUTBOX_MARK_SENT = statement(
-    "mark_outbox_messages_sent",
-    update(_O)
-    .where(_O.c.id == any_(param("ids", ARRAY(BigInteger))))
-    .values(sent_at=param("sent_at", _O.c.sent_at)),
-    update(_O)
-    .where(_O.c.id.in_(param("ids", _O.c.id, expanding=True)))
-    .values(sent_at=param("sent_at", _O.c.sent_at)),
-)
+# Not a prepared statement: planned afresh for each batch of ids. A prepared one may
+# keep, after its fifth run, a generic plan made while the outbox was nearly empty:
+# a scan of the whole table, which grew with every message (measured: 1.7 ms a
+# batch after 9,000 messages, 12.9 ms after 31,000, slowing every writer).
+_MARK_SENT = update(_O).values(sent_at=bindparam("sent_at"))
 PROCESSED_INSERT = statement(
     "insert_processed_message",
     insert(orm.processed_messages).values(
@@ -127,7 +122,8 @@ class SqlAlchemyOutbox(AbstractOutbox):
         ]
 
     def mark_sent(self, ids: Sequence[int]) -> None:
-        self._writes.add(OUTBOX_MARK_SENT, {"ids": list(ids), "sent_at": datetime.now(UTC)})
+        marked = _MARK_SENT.where(_O.c.id.in_(list(ids)))
+        self.session.execute(marked, {"sent_at": datetime.now(UTC)})
 
     def prune(self, sent_before: datetime) -> int:
         result = self.session.execute(delete(_O).where(_O.c.sent_at < sent_before))

@@ -61,7 +61,13 @@ def _create_holds() -> None:
         sa.ForeignKeyConstraint(["sku"], ["products.sku"]),
         sa.PrimaryKeyConstraint("holdid"),
     )
-    op.create_index("ix_holds_sku_status", "holds", ["sku", "status"])
+    op.create_index(
+        "ix_holds_active_by_sku",
+        "holds",
+        ["sku"],
+        postgresql_where=_ACTIVE,
+        sqlite_where=_ACTIVE,
+    )
     op.create_index(
         "ix_holds_active_expiry",
         "holds",
@@ -137,7 +143,7 @@ def _number_products(connection: sa.Connection, rows: list[dict[str, Any]]) -> N
 def downgrade() -> None:
     op.drop_table("stock_movements")
     op.drop_index("ix_holds_active_expiry", table_name="holds")
-    op.drop_index("ix_holds_sku_status", table_name="holds")
+    op.drop_index("ix_holds_active_by_sku", table_name="holds")
     op.drop_table("holds")
     if op.get_bind().dialect.name == "sqlite":
         for table, column in (
