@@ -127,10 +127,12 @@ def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> i
 
 
 def make_engine(settings: Settings, autocommit: bool = False) -> Engine:
+    """An engine for the service's work, which finds its rows by key (database.py)."""
     return database.make_engine(
         settings.database_url,
         autocommit=autocommit,
         statement_timeout_ms=settings.statement_timeout_ms,
+        by_key=True,
     )
 
 

@@ -364,3 +364,11 @@ def test_a_release_serving_the_queue_is_stored(uow_factory: UnitOfWorkFactory) -
         assert everything is not None
         assert {line.orderid for line in everything.batches[0].allocations} == {"o1", "o2"}
         assert everything.backorders == [] and everything.backordered_quantity == 0
+
+
+def test_a_product_is_loaded_once_per_unit_of_work(uow_factory: UnitOfWorkFactory) -> None:
+    save(uow_factory, sofa())
+    with uow_factory() as uow:
+        assert uow.products.get("SOFA") is not None
+        with pytest.raises(RuntimeError, match="loaded twice"):
+            uow.products.for_allocation("SOFA", "o1")

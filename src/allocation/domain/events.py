@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -17,10 +16,11 @@ class Event:
     sent_only_when_set: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self)  # type: ignore[call-overload]
+        # Every field is a plain value: a shallow copy (dataclasses.asdict deep-copies
+        # each value, a sixth of what writing a message cost).
         return {
             name: value
-            for name, value in fields.items()
+            for name, value in vars(self).items()
             if value is not None or name not in self.sent_only_when_set
         }
 

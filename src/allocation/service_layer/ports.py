@@ -104,7 +104,7 @@ class AbstractRepository(abc.ABC):
 
     def _track(self, product: model.Product | None, with_lines: bool) -> model.Product | None:
         if product is not None:
-            if product in self._as_read:
+            if any(seen.sku == product.sku for seen in self._as_read):
                 raise RuntimeError(f"product {product.sku} was loaded twice in one Unit of Work")
             self._as_read[product] = ProductAsRead.of(product, with_lines)
         return product

@@ -1,7 +1,8 @@
 """The SQLAlchemy repository: products loaded through the classical mapping, written as rows.
 
-Loading goes through the imperative mapping (``orm.py``), from prepared
-statements (``product_statements.py``) on PostgreSQL. Writing does not use the
+Loading makes mapped instances of the imperative mapping (``orm.py``) from the
+rows of prepared statements (``product_statements.py``) on PostgreSQL, a layout
+worked out once per statement (``hydration.py``). Writing does not use the
 ORM's flush: the port remembers what each load read, and at commit the
 repository turns the difference into a few pre-built statements that the Unit
 of Work sends in one round trip, ending with the versioned UPDATE of the
@@ -12,25 +13,19 @@ product since it was read.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Executable, select, text, union
-from sqlalchemy.orm import (
-    Mapper,
-    QueryableAttribute,
-    Session,
-    class_mapper,
-    contains_eager,
-    selectinload,
-)
+from sqlalchemy.orm import QueryableAttribute, Session, class_mapper, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from allocation.adapters.persistence import hydration
 from allocation.adapters.persistence import product_statements as sql
 from allocation.adapters.sql import database, orm
-from allocation.adapters.sql.statements import Statement, WriteBatch, bound, mark_prepared, preamble
+from allocation.adapters.sql.statements import Statement, WriteBatch, mark_prepared, preamble
 from allocation.domain import model
 from allocation.domain.availability import Availability
 from allocation.domain.holds import Hold
@@ -141,41 +136,36 @@ class SqlAlchemyRepository(AbstractRepository):
         twice, and the product is then read in a snapshot taken after the lock (the
         two statements share one round trip). The versioned UPDATE at commit stays
         the guarantee."""
-        product: model.Product | None = self._read(functools.partial(_product_query, load), params)
+        rows = self._rows((load.lock, load.rows), params)
+        product = _assembled(load, rows)
         if product is None:
             return None
         if load.all_waiting:
-            waiting = self._read(_WAITING_QUERY, {"sku": product.sku}, many=True)
+            waiting = _each(model.Backorder, sql.WAITING_LINES, self._rows(_WAITING, product))
             set_committed_value(product, "backorders", waiting)
         elif not load.waiting:  # nor one that names no waiting line any
             set_committed_value(product, "backorders", [])
         if load.all_holds:
-            holds = self._read(_HOLDS_QUERY, {"sku": product.sku}, many=True)
+            holds = _each(Hold, sql.ACTIVE_HOLDS, self._rows(_HOLDS, product))
             set_committed_value(product, "holds", holds)
         elif not load.holds:  # a load that names no hold hands out none
             set_committed_value(product, "holds", [])
-        if load.serves_queue:
-            for batch in product.batches:
-                set_committed_value(batch, "_allocations", set())
         return product
 
-    def _read(
-        self,
-        query_for: Callable[[str | None], Executable],
-        params: dict[str, Any],
-        many: bool = False,
-    ) -> Any:
-        """Runs the ORM query ``query_for`` builds: given what a new PostgreSQL connection
-        must send first (``preamble``), or None elsewhere."""
+    def _rows(
+        self, statements: tuple[Statement, ...], params: dict[str, Any] | model.Product
+    ) -> list[Any]:
+        """The rows of the last of ``statements`` (the others, locks, are sent with it in
+        one round trip on PostgreSQL); ``params`` may be a product: its SKU."""
+        if isinstance(params, model.Product):
+            params = {"sku": params.sku}
         connection = self.session.connection()
-        if not database.is_postgresql(connection):
-            result = self.session.scalars(query_for(None), bound(params)).unique()
-            return result.all() if many else result.first()
+        if not database.is_postgresql(connection):  # SQLite locks the database, not rows
+            return list(statements[-1].execute(connection, params))
         info = connection.connection.info
-        result = self.session.scalars(query_for(preamble(info)), params).unique()
-        found = result.all() if many else result.first()
+        rows = list(self.session.execute(_sent_together(statements, preamble(info)), params))
         mark_prepared(info)
-        return found
+        return rows
 
     def write_changes(self, changes: Sequence[ProductChanges], writes: WriteBatch) -> None:
         """Queues the rows of the changed products (added, or changed since read)."""
@@ -281,54 +271,66 @@ def _line_params(ref: str, line: model.OrderLine) -> dict[str, Any]:
     }
 
 
-# -- the ORM side: the same rows, hydrated through the classical mapping ---------------------
+# -- from rows to mapped instances -----------------------------------------------------------
 
-
-def _product_query(load: _Load, prefix: str | None) -> Executable:
-    return _built(class_mapper(model.Product), (load.lock, load.rows), load, prefix)
-
-
-def _collection(cls: type, statement: Statement) -> Callable[[str | None], Executable]:
-    """The query for one of a product's collections, read by a statement of its own."""
-    return lambda prefix: _built(class_mapper(cls), (statement,), None, prefix)
-
-
-_WAITING_QUERY = _collection(model.Backorder, sql.WAITING_LINES)
-_HOLDS_QUERY = _collection(Hold, sql.ACTIVE_HOLDS)
+_WAITING = (sql.WAITING_LINES,)
+_HOLDS = (sql.ACTIVE_HOLDS,)
+_PARTS = (model.Product, model.Batch, model.OrderLine, model.Backorder, Hold)
 
 
 @functools.cache
-def _built(
-    mapper: Mapper[Any], statements: tuple[Statement, ...], load: _Load | None, prefix: str | None
-) -> Executable:
-    """The ORM query for a load of products (or, without one, of one of a product's
-    collections), built once per mapping: on PostgreSQL (``prefix`` not None) the
-    prepared statements by name, after what a new connection needs first; elsewhere
-    the last statement itself."""
-    rows = statements[-1]
-    if prefix is not None:
-        call = prefix + "; ".join(s.call_with_named_parameters() for s in statements)
-        # Matched to the columns by position: the prepared statement selects these.
-        columns = rows.construct.selected_columns  # type: ignore[attr-defined]
-        source: Any = text(call).columns(*columns)
-    else:
-        source = rows.construct
-    query = select(mapper).from_statement(source)
-    return query if load is None else query.options(*_eager(load))
+def _sent_together(statements: tuple[Statement, ...], prefix: str) -> Executable:
+    """The prepared statements by name, after what a new connection needs first, as
+    one text whose rows are typed as the last statement's columns (matched by
+    position: the prepared statement selects these)."""
+    call = prefix + "; ".join(s.call_with_named_parameters() for s in statements)
+    return text(call).columns(*_columns(statements[-1]))
 
 
-def _eager(load: _Load) -> list[Any]:
-    """What the rows fill in, for the ORM: the batches, and the lines, waiting line and
-    holds the load reads."""
-    batches = contains_eager(_mapped(model.Product, "batches"))
-    if load.lines:
-        batches = batches.contains_eager(_mapped(model.Batch, "_allocations"))
-    options = [batches]
-    if load.waiting:
-        options.append(contains_eager(_mapped(model.Product, "backorders")))
-    if load.holds:
-        options.append(contains_eager(_mapped(model.Product, "holds")))
-    return options
+def _columns(statement: Statement) -> tuple[Any, ...]:
+    return tuple(statement.construct.selected_columns)  # type: ignore[attr-defined]
+
+
+def _assembled(load: _Load, rows: list[Any]) -> model.Product | None:
+    """The product the rows describe: one row per batch (and per line it holds), the
+    waiting line and the hold the load names joined to them."""
+    if not rows:
+        return None
+    product_part, batch_part, line_part, waiting_part, hold_part = hydration.layout(
+        _columns(load.rows), *_PARTS
+    )
+    assert product_part is not None and batch_part is not None
+    product: model.Product = product_part.make(rows[0])
+    product.events, product.movements = [], []
+    batches: dict[Any, model.Batch] = {}
+    lines: dict[Any, set[model.OrderLine]] = {}
+    found: dict[str, dict[Any, Any]] = {"backorders": {}, "holds": {}}
+    for row in rows:
+        batch_key = batch_part.key(row)
+        if batch_key is not None and batch_key not in batches:
+            batches[batch_key] = batch_part.make(row)
+            lines[batch_key] = set()
+        for name, part in (("backorders", waiting_part), ("holds", hold_part)):
+            key = None if part is None else part.key(row)
+            if part is not None and key is not None and key not in found[name]:
+                found[name][key] = part.make(row)
+        if line_part is not None and batch_key is not None and line_part.key(row) is not None:
+            lines[batch_key].add(line_part.make(row))
+    set_committed_value(product, "batches", list(batches.values()))
+    if load.lines or load.serves_queue:
+        for key, batch in batches.items():
+            set_committed_value(batch, "_allocations", lines[key] if load.lines else set())
+    for name, part in (("backorders", waiting_part), ("holds", hold_part)):
+        if part is not None:
+            set_committed_value(product, name, list(found[name].values()))
+    return product
+
+
+def _each(cls: type, statement: Statement, rows: list[Any]) -> list[Any]:
+    """One instance of ``cls`` per row of ``statement``."""
+    [part] = hydration.layout(_columns(statement), cls)
+    assert part is not None
+    return [part.make(row) for row in rows]
 
 
 def _mapped(cls: type, name: str) -> QueryableAttribute[Any]:

@@ -36,7 +36,10 @@ MIGRATION_LOCK_KEY = 4_172_937_220_190_581_001
 
 
 def make_engine(
-    database_url: str, autocommit: bool = False, statement_timeout_ms: int = 0
+    database_url: str,
+    autocommit: bool = False,
+    statement_timeout_ms: int = 0,
+    by_key: bool = False,
 ) -> Engine:
     """An engine and its pool. Writes rely on PostgreSQL's default, READ COMMITTED
     (the version check and the row lock make it safe); ``autocommit`` is for reads,
@@ -55,6 +58,14 @@ def make_engine(
     With several hosts and ``target_session_attrs=read-write``, a new connection
     goes to whichever host is the primary now: after a failover, the pool is
     replaced at the first dropped connection and the new ones reach the new primary.
+
+    ``by_key`` (PostgreSQL: ``enable_seqscan=off``) is for the service's own work,
+    whose prepared statements all find rows by an index. After its fifth run a
+    prepared statement may keep one generic plan for good, made from the statistics
+    of that moment; made while a table was nearly empty (a new deployment, a new
+    table), it reads the whole table, and goes on doing so as the table grows: the
+    hold loads took 0.5 ms instead of 0.02 after 8,000 holds. Only a statement with
+    no index to use still scans; reports over whole tables run without it.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
@@ -63,9 +74,12 @@ def make_engine(
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": 3, **KEEPALIVES}
+    server_settings = ["-c enable_seqscan=off"] if by_key else []
     if statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+        server_settings.append(f"-c statement_timeout={int(statement_timeout_ms)}")
         connect_args["tcp_user_timeout"] = int(statement_timeout_ms)
+    if server_settings:
+        connect_args["options"] = " ".join(server_settings)
     engine = create_engine(
         url,
         connect_args=connect_args,
