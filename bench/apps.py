@@ -79,7 +79,8 @@ def _with_pieces(
 
 
 def ceiling_db(settings: Settings) -> Flask:
-    """A plain Flask route answering from the read path's query, and nothing else."""
+    """Plain Flask routes answering from the read path's and the availability path's
+    queries, and nothing else."""
     from allocation.adapters.read_models.queries import SqlReadModel
     from allocation.adapters.sql import database
 
@@ -90,6 +91,14 @@ def ceiling_db(settings: Settings) -> Flask:
     def allocations(orderid: str) -> tuple[Response, int]:
         rows = model.allocations_for_order(orderid)
         return jsonify(rows), 200 if rows else 404
+
+    @app.get("/availability/<path:sku>")
+    def availability(sku: str) -> tuple[Response, int]:
+        found = model.availability([sku])
+        if not found:
+            return jsonify(message="unknown"), 404
+        shown = {"sku": sku, "version": found[0].version, "available": found[0].available}
+        return jsonify(shown), 200
 
     return app
 

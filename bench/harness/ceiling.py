@@ -45,5 +45,22 @@ def ceiling(run: Run) -> None:
                 server=server.service,
                 extra={"app": app, "row_group": "ceiling"},
             )
+            if app == "ceiling+db":
+                _availability_db(run, server, port)
         finally:
             appservers.stop(run, server)
+
+
+def _availability_db(run: Run, server: appservers.AppServer, port: int) -> None:
+    """The bare route with the availability path's query, driven like `availability`."""
+    c = run.config
+    args = ["read-sku-", str(c.skus)]
+    measured(
+        run,
+        "ceiling+db-availability",
+        "a plain Flask route answering from SqlReadModel.availability; GET "
+        f"/availability/<sku>?qty=N like `availability`, {c.connections} connections",
+        partial(run.wrk().run, port, "availability.lua", args, c.ceiling_seconds, label="avail-db"),
+        server=server.service,
+        extra={"app": "ceiling+db", "row_group": "ceiling"},
+    )
