@@ -127,12 +127,15 @@ def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> i
 
 
 def make_engine(settings: Settings, autocommit: bool = False) -> Engine:
-    """An engine for the service's work, which finds its rows by key (database.py)."""
+    """An engine for the service's work, which finds its rows by key; without
+    ``autocommit``, for Units of Work, which send their own BEGIN and COMMIT
+    (database.py)."""
     return database.make_engine(
         settings.database_url,
         autocommit=autocommit,
         statement_timeout_ms=settings.statement_timeout_ms,
         by_key=True,
+        own_transactions=not autocommit,
     )
 
 

@@ -27,8 +27,9 @@ def mappers() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres_session_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = database.make_engine(postgres_url)
-    orm.metadata.create_all(engine)
+    # As the service makes it for its Units of Work, which send their own BEGIN and COMMIT.
+    engine = database.make_engine(postgres_url, own_transactions=True)
+    database.upgrade_to_head(engine)  # the schema as shipped: its functions and triggers too
     yield engine
     engine.dispose()
 

@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 from allocation.adapters import metrics
 from allocation.adapters.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.adapters.read_models.queries import SqlReadModel
-from allocation.adapters.sql import database, orm
+from allocation.adapters.sql import database
 from allocation.domain import commands
 from allocation.domain.exceptions import (
     CommitOutcomeUnknown,
@@ -135,7 +135,7 @@ def waiting_for_a_standby(mappers: None) -> Iterator[tuple[Engine, Engine]]:
     with PostgresServer(settings=settings) as server:
         url = server.create_database("sync_commit")
         prompt = database.make_engine(url)  # the server's synchronous_commit is off
-        orm.metadata.create_all(prompt)
+        database.upgrade_to_head(prompt)
         waiting = database.make_engine(url)
         event.listen(waiting, "connect", _synchronous_commit)
         yield waiting, prompt
@@ -146,6 +146,7 @@ def waiting_for_a_standby(mappers: None) -> Iterator[tuple[Engine, Engine]]:
 def _synchronous_commit(dbapi_connection: Any, _record: object) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = on")
+    dbapi_connection.commit()  # a setting of the session, not of a transaction rolled back
 
 
 def test_a_commit_whose_connection_died_is_not_run_again_and_a_repeat_tells_the_outcome(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from allocation import bootstrap
 from allocation.adapters.persistence import product_statements, repository
@@ -59,6 +60,61 @@ def test_an_error_rolls_back(engine: Engine) -> None:
         product.allocate(model.OrderLine("o1", "LAMP", 3))
         raise RuntimeError("boom")
     assert scalar(engine, "SELECT count(*) FROM allocations") == 0
+
+
+def test_a_change_on_postgres_is_two_round_trips_carrying_begin_and_commit(
+    postgres_engine: Engine,
+) -> None:
+    """The read (BEGIN, the lock, the rows) and the write (the rows, COMMIT)."""
+    insert_product(postgres_engine, "LAMP", ("b1", 10))
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        sent.append(statement)
+
+    event.listen(postgres_engine, "after_cursor_execute", record)
+    try:
+        with SqlAlchemyUnitOfWork(postgres_engine) as uow:
+            product = uow.products.for_allocation("LAMP", "o1")
+            assert product is not None
+            product.allocate(model.OrderLine("o1", "LAMP", 3))
+            uow.commit()
+    finally:
+        event.remove(postgres_engine, "after_cursor_execute", record)
+
+    assert len(sent) == 2, sent
+    assert sent[0].startswith("BEGIN; ") and "lock_product_by_sku" in sent[0]
+    assert sent[1].endswith("; COMMIT") and "bump_product_version" in sent[1]
+    assert scalar(postgres_engine, "SELECT count(*) FROM allocations") == 1
+
+
+def backend_state(engine: Engine, pid: int) -> str:
+    """What pg_stat_activity says backend ``pid`` is doing, asked outside a transaction."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        query = text("SELECT state FROM pg_stat_activity WHERE pid = :pid")
+        return str(connection.execute(query, {"pid": pid}).scalar_one())
+
+
+@pytest.mark.parametrize("leave", ["error", "no commit", "commit"])
+def test_a_unit_of_work_hands_its_connection_back_outside_any_transaction(
+    postgres_engine: Engine, leave: str
+) -> None:
+    """However it ends, the BEGIN it sent is closed: no lock and no snapshot is left
+    to whoever takes the pooled connection next."""
+    insert_product(postgres_engine, "LAMP", ("b1", 10))
+    failing = pytest.raises(RuntimeError) if leave == "error" else nullcontext()
+    with failing, SqlAlchemyUnitOfWork(postgres_engine) as uow:
+        product = uow.products.for_allocation("LAMP", "o1")
+        assert product is not None and uow.connection is not None
+        pid = uow.connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert backend_state(postgres_engine, pid) == "idle in transaction"
+        product.allocate(model.OrderLine("o1", "LAMP", 3))
+        if leave == "error":
+            raise RuntimeError("boom")
+        if leave == "commit":
+            uow.commit()
+    assert backend_state(postgres_engine, pid) == "idle"
+    assert scalar(postgres_engine, "SELECT count(*) FROM allocations") == (leave == "commit")
 
 
 def run_together(*actions: Callable[[], object]) -> list[object]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, insert, literal_column, select, update
+from sqlalchemy import Select, and_, delete, exists, func, insert, literal_column, select, update
 
 from allocation.adapters.sql import orm
 from allocation.adapters.sql.statements import columns_as_params, param, statement
@@ -144,15 +144,29 @@ INSERT_PRODUCT = statement(
     )
     .inline(),
 )
-BUMP_VERSION = statement(
-    "bump_product_version",
+_STALE_OR_BUMPED = (
     update(_P)
     .where(_SKU, _P.c.version_number == param("read_version", _P.c.version_number))
     .values(
         version_number=param("version", _P.c.version_number),
         backordered_quantity=param("backordered", _P.c.backordered_quantity),
         movement_seq=param("movement_seq", _P.c.movement_seq),
+    )
+)
+# On PostgreSQL a stale version raises (serialization_failure, through the function
+# migration 0008 made), so that the COMMIT sent behind it never runs; elsewhere the
+# Unit of Work checks the row count.
+EXPECT_ONE_ROW = "allocation_expect_one_row"
+_BUMPED = _STALE_OR_BUMPED.returning(_P.c.sku).cte("bumped")
+BUMP_VERSION = statement(
+    "bump_product_version",
+    select(
+        getattr(func, EXPECT_ONE_ROW)(
+            select(func.count()).select_from(_BUMPED).scalar_subquery(),
+            literal_column("'product version'"),
+        )
     ),
+    elsewhere=_STALE_OR_BUMPED,
 )
 INSERT_BATCH = statement(
     "insert_batch",

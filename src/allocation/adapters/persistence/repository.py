@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Executable, select, text, union
+from sqlalchemy import Connection, Executable, select, text, union
 from sqlalchemy.orm import QueryableAttribute, Session, class_mapper, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -77,11 +77,18 @@ _FOR_EXPIRY = _Load(
 
 
 class SqlAlchemyRepository(AbstractRepository):
-    """Products through the classical mapping; changes queued by ``write_changes``."""
+    """Products through the classical mapping; changes queued by ``write_changes``.
 
-    def __init__(self, session: Session) -> None:
+    ``connection``, the session's own, spares the hot paths asking the session for it.
+    """
+
+    def __init__(self, session: Session, connection: Connection | None = None) -> None:
         super().__init__()
         self.session = session
+        self._connection = connection
+
+    def _sql(self) -> Connection:
+        return self.session.connection() if self._connection is None else self._connection
 
     def _add(self, product: model.Product) -> None:
         pass  # written by write_changes, like every other change
@@ -110,14 +117,12 @@ class SqlAlchemyRepository(AbstractRepository):
         return self._load(_FOR_EXPIRY, {"sku": sku, "now": now})
 
     def sku_of_hold(self, holdid: str) -> str | None:
-        found = sql.SKU_OF_HOLD.execute(self.session.connection(), {"holdid": holdid}).first()
+        found = sql.SKU_OF_HOLD.execute(self._sql(), {"holdid": holdid}).first()
         return None if found is None else str(found[0])
 
     def skus_with_due_holds(self, now: datetime, limit: int) -> list[str]:
         params = {"now": now, "limit": limit}
-        return [
-            row[0] for row in sql.SKUS_WITH_DUE_HOLDS.execute(self.session.connection(), params)
-        ]
+        return [row[0] for row in sql.SKUS_WITH_DUE_HOLDS.execute(self._sql(), params)]
 
     def has_batch(self, ref: str) -> bool:
         found = self.session.execute(select(_B.c.id).where(_B.c.reference == ref)).first()
@@ -159,11 +164,11 @@ class SqlAlchemyRepository(AbstractRepository):
         one round trip on PostgreSQL); ``params`` may be a product: its SKU."""
         if isinstance(params, model.Product):
             params = {"sku": params.sku}
-        connection = self.session.connection()
+        connection = self._sql()
         if not database.is_postgresql(connection):  # SQLite locks the database, not rows
             return list(statements[-1].execute(connection, params))
         info = connection.connection.info
-        rows = list(self.session.execute(_sent_together(statements, preamble(info)), params))
+        rows = list(connection.execute(_sent_together(statements, preamble(info)), params))
         mark_prepared(info)
         return rows
 

@@ -1,13 +1,15 @@
 """The SQLAlchemy Unit of Work: one connection, one transaction, driver errors translated.
 
 Products are read through a Session on that connection (the classical
-mapping); every write is queued on a WriteBatch and sent at commit, in one
-round trip per product on PostgreSQL, followed by COMMIT.
+mapping); every write is queued on a WriteBatch and sent at commit. On
+PostgreSQL the connection sends its own BEGIN, in front of the first statement,
+and the writes travel with COMMIT behind them: a change is two round trips, the
+read and the write (``database.begin_with_next_statement``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
@@ -51,10 +53,12 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             self.connection = self._engine.connect()
         except sa_exc.DBAPIError as error:
             raise _translated(error) from error
+        if database.makes_own_transactions(self._engine):
+            database.begin_with_next_statement(self.connection)
         # No autoflush and no flush at all: the ORM only reads; writes are queued.
         self.session = Session(bind=self.connection, autoflush=False, expire_on_commit=False)
         self._writes = WriteBatch()
-        self.products = self._repository = SqlAlchemyRepository(self.session)
+        self.products = self._repository = SqlAlchemyRepository(self.session, self.connection)
         self.allocations_view = SqlAlchemyAllocationsView(self.session, self._writes)
         self.availability_view = SqlAlchemyAvailabilityView(self.session, self._writes)
         self.outbox = SqlAlchemyOutbox(self.session, self._writes)
@@ -88,27 +92,54 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
                 raise translated from exc
 
     def _commit(self, changes: Sequence[ProductChanges]) -> None:
-        assert self.connection is not None, "use the Unit of Work as a context manager"
+        connection = self.connection
+        assert connection is not None, "use the Unit of Work as a context manager"
         # A driver error gets the domain's name as it leaves the `with` block (__exit__).
         self._repository.write_changes(changes, self._writes)
-        if not self._writes.send(self.connection):
-            raise ConcurrencyConflict("version changed")
-        try:
-            self.connection.commit()
-        except sa_exc.DBAPIError as error:
-            if database.is_unavailable(error):  # it may have committed before the loss
-                raise CommitOutcomeUnknown(str(error.orig)) from error
-            raise
+        if not database.explicit_transactions(connection):
+            if not self._writes.send(connection):
+                raise ConcurrencyConflict("version changed")
+            _with_outcome_unknown_on_loss(connection.commit)
+            return
+        if self._writes or database.in_explicit_transaction(connection):
+            # A stale version raises in the round trip, and the COMMIT behind it never runs.
+            _with_outcome_unknown_on_loss(lambda: self._writes.send(connection, then="COMMIT"))
+            database.transaction_ended(connection)
+        connection.commit()  # the Connection's own bookkeeping: the driver sends nothing
 
     def _rollback(self) -> None:
-        if self.connection is not None and self.connection.in_transaction():
-            self.connection.rollback()
+        connection = self.connection
+        if connection is None:
+            return
+        if not connection.invalidated and database.in_explicit_transaction(connection):
+            connection.exec_driver_sql("ROLLBACK")
+            database.transaction_ended(connection)
+        if connection.in_transaction():
+            connection.rollback()
 
     def _close(self) -> None:
         if self.session is not None:
             self.session.close()
-        if self.connection is not None:
-            self.connection.close()
+        connection = self.connection
+        if connection is not None:
+            if connection.invalidated:
+                pass  # the pool throws its driver connection away
+            elif database.in_explicit_transaction(connection):
+                connection.invalidate()  # its ROLLBACK failed: hand no open transaction on
+            else:
+                database.stop_explicit_transactions(connection)
+            connection.close()
+
+
+def _with_outcome_unknown_on_loss(commit: Callable[[], object]) -> None:
+    """Runs what sends COMMIT; a connection lost meanwhile (it may have committed
+    before the loss) is a CommitOutcomeUnknown."""
+    try:
+        commit()
+    except sa_exc.DBAPIError as error:
+        if database.is_unavailable(error) and not database.answered_before_commit(error):
+            raise CommitOutcomeUnknown(str(error.orig)) from error
+        raise
 
 
 def _translated(error: sa_exc.DBAPIError) -> Exception:

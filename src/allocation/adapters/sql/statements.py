@@ -181,14 +181,18 @@ class _Write:
 class WriteBatch:
     """A Unit of Work's writes, held until commit and then sent together.
 
-    On PostgreSQL the writes travel in one round trip per *checked* write: a
-    checked write (a versioned UPDATE) must change exactly one row, and only the
-    last statement of a round trip reports its row count, so each checked write
-    closes a round trip. Elsewhere every write runs on its own.
+    On PostgreSQL every write travels in one round trip, with COMMIT behind them
+    when asked: a *checked* write (a versioned UPDATE) that changes no row must
+    raise there (its statement's PostgreSQL construct does), which stops the
+    statements after it. Elsewhere every write runs on its own and a checked
+    write's row count is checked here.
     """
 
     def __init__(self) -> None:
         self._writes: list[_Write] = []
+
+    def __len__(self) -> int:
+        return len(self._writes)
 
     def add(self, statement: Statement, params: Mapping[str, Any]) -> None:
         self._writes.append(_Write(statement, params, checked=False))
@@ -197,33 +201,22 @@ class WriteBatch:
         """A write that must change exactly one row, or the whole change is stale."""
         self._writes.append(_Write(statement, params, checked=True))
 
-    def send(self, connection: Connection) -> bool:
-        """Sends every write; False as soon as a checked write changed no row or several."""
+    def send(self, connection: Connection, then: str = "") -> bool:
+        """Sends every write, and ``then`` (PostgreSQL: e.g. COMMIT) behind them in
+        the same round trip; False when a checked write changed no row or several
+        (PostgreSQL raises instead)."""
         writes, self._writes = self._writes, []
         if connection.dialect.name != "postgresql":
             return all(_run_alone(connection, write) for write in writes)
-        return all(_run_together(connection, group) for group in _round_trips(writes))
+        calls = [write.statement.call() for write in writes] + ([then] if then else [])
+        if calls:
+            info = connection.connection.info
+            arguments = [value for w in writes for value in w.statement.arguments(w.params)]
+            connection.exec_driver_sql(preamble(info) + "; ".join(calls), tuple(arguments))
+            mark_prepared(info)
+        return True
 
 
 def _run_alone(connection: Connection, write: _Write) -> bool:
     result = write.statement.execute(connection, write.params)
     return not write.checked or result.rowcount == 1
-
-
-def _round_trips(writes: Sequence[_Write]) -> list[list[_Write]]:
-    groups: list[list[_Write]] = [[]]
-    for write in writes:
-        groups[-1].append(write)
-        if write.checked:
-            groups.append([])
-    return [group for group in groups if group]
-
-
-def _run_together(connection: Connection, writes: Sequence[_Write]) -> bool:
-    info = connection.connection.info
-    sql = preamble(info) + "; ".join(write.statement.call() for write in writes)
-    arguments = [value for write in writes for value in write.statement.arguments(write.params)]
-    result = connection.exec_driver_sql(sql, tuple(arguments))
-    mark_prepared(info)
-    # The driver reports the row count of the last statement sent.
-    return not writes[-1].checked or result.rowcount == 1
