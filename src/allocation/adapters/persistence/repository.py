@@ -221,7 +221,8 @@ def _write(changes: ProductChanges, writes: WriteBatch) -> None:
     for orderid, sku, qty, since in changes.added_waiting:
         writes.add(sql.INSERT_WAITING, {"orderid": orderid, "sku": sku, "qty": qty, "since": since})
     if not changes.is_new:
-        # Last: only the last statement of a round trip reports its row count.
+        # The version check: on PostgreSQL a stale version raises, elsewhere its row
+        # count is checked; either way nothing of the change commits.
         writes.add_checked(
             sql.BUMP_VERSION,
             {
