@@ -53,8 +53,6 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             self.connection = self._engine.connect()
         except sa_exc.DBAPIError as error:
             raise _translated(error) from error
-        if database.makes_own_transactions(self._engine):
-            database.begin_with_next_statement(self.connection)
         # No autoflush and no flush at all: the ORM only reads; writes are queued.
         self.session = Session(bind=self.connection, autoflush=False, expire_on_commit=False)
         self._writes = WriteBatch()
@@ -66,6 +64,9 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.change_positions = SqlAlchemyChangePositions(self.session, self._writes)
         self.dead_letters = SqlAlchemyDeadLetters(self.session)
         self.movements = SqlAlchemyMovements(self.session, self._writes)
+        # Last: from here on __exit__ runs, and puts the connection back as it found it.
+        if database.makes_own_transactions(self._engine):
+            database.begin_with_next_statement(self.connection)
         return self
 
     def __exit__(
