@@ -117,6 +117,19 @@ def test_a_unit_of_work_hands_its_connection_back_outside_any_transaction(
     assert scalar(postgres_engine, "SELECT count(*) FROM allocations") == (leave == "commit")
 
 
+def test_a_first_statement_run_once_per_row_runs_inside_the_transaction_too(
+    postgres_engine: Engine,
+) -> None:
+    """An executemany cannot carry BEGIN in front of it (it would run once per row):
+    BEGIN goes alone first, and leaving without commit undoes every row."""
+    insert_product(postgres_engine, "LAMP", ("b1", 10))
+    bump = text("UPDATE products SET version_number = :version WHERE sku = 'LAMP'")
+    with SqlAlchemyUnitOfWork(postgres_engine) as uow:
+        assert uow.connection is not None
+        uow.connection.execute(bump, [{"version": 7}, {"version": 8}])
+    assert scalar(postgres_engine, "SELECT version_number FROM products") == 1
+
+
 def run_together(*actions: Callable[[], object]) -> list[object]:
     results: list[object] = [None] * len(actions)
 
