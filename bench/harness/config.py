@@ -58,7 +58,7 @@ class Config:
     long_run: int = 10_000
     hot_batches: int = 4
     paired_slices: int = 4  # read and availability alternate in this many slices each
-    ceiling_seconds: int = 10  # per ceiling row (pieces cost tens of µs: short rows blur them)
+    ceiling_seconds: int = 12  # per ceiling row, in paired_slices alternating slices
     servers_seconds: int = 8  # per server and path in the servers comparison
     profile: bool = False
     profile_seconds: int = 10

@@ -164,11 +164,14 @@ def _summed(maps: list[dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Row:
-    """A row measured in slices: `load(seconds, slice_label)` runs one slice."""
+    """A row measured in slices: `load(seconds, slice_label)` runs one slice, against
+    `server` (default: the API) and with `extra` fields in its record."""
 
     name: str
     description: str
     load: Callable[[int, str], dict[str, Any]]
+    server: Service | None = None
+    extra: dict[str, Any] | None = None
 
 
 def interleaved(run: Run, rows: list[Row], seconds: int, slices: int) -> None:
@@ -182,7 +185,14 @@ def interleaved(run: Run, rows: list[Row], seconds: int, slices: int) -> None:
             label = f"{row.name}-{n}"
             description = f"{row.description} (slice {n} of {slices})"
             parts[row.name].append(
-                measure(run, row.name, description, partial(row.load, share, label))
+                measure(
+                    run,
+                    row.name,
+                    description,
+                    partial(row.load, share, label),
+                    server=row.server,
+                    extra=row.extra,
+                )
             )
     for row in rows:
         result = merged(parts[row.name])
