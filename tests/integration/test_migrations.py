@@ -214,22 +214,14 @@ def test_an_existing_database_upgrades_in_place_without_losing_a_row(
     tmp_path: Path,
     engine_for: Callable[[str], Engine],
 ) -> None:
-    if dialect == "postgres":
-        url = request.getfixturevalue("fresh_postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'allocation.sqlite3'}"
+    url = _database_url(dialect, request, tmp_path)
     engine = engine_for(url)
-    with engine.begin() as connection:
-        command.upgrade(database.alembic_config(connection), "0005")
-    _fill_revision_0005(engine)
+    _at_revision_0005_with_rows(engine)
     before = {table: _table_rows(engine, table) for table in _TABLES_OF_0005}
 
     database.upgrade_to_head(engine)
 
-    assert_at_head(engine)
-    for table, rows in before.items():
-        after = _table_rows(engine, table)
-        assert sorted((row[: len(rows[0])] for row in after), key=repr) == rows, table
+    _assert_at_head_with_the_rows(engine, before)
     with engine.connect() as connection:
         accepted = connection.execute(text("SELECT accepted_at FROM allocations")).scalars().all()
         view = connection.execute(
@@ -254,14 +246,9 @@ def test_the_stock_of_a_0006_database_opens_its_ledger(
     tmp_path: Path,
     engine_for: Callable[[str], Engine],
 ) -> None:
-    if dialect == "postgres":
-        url = request.getfixturevalue("fresh_postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'allocation.sqlite3'}"
+    url = _database_url(dialect, request, tmp_path)
     engine = engine_for(url)
-    with engine.begin() as connection:
-        command.upgrade(database.alembic_config(connection), "0005")
-    _fill_revision_0005(engine)
+    _at_revision_0005_with_rows(engine)
     with engine.begin() as connection:
         command.upgrade(database.alembic_config(connection), "0006")
         connection.execute(
@@ -274,10 +261,7 @@ def test_the_stock_of_a_0006_database_opens_its_ledger(
 
     database.upgrade_to_head(engine)
 
-    assert_at_head(engine)
-    for table, rows in before.items():
-        after = _table_rows(engine, table)
-        assert sorted((row[: len(rows[0])] for row in after), key=repr) == rows, table
+    _assert_at_head_with_the_rows(engine, before)
     with engine.connect() as connection:
         opening = connection.execute(
             text(
@@ -304,6 +288,29 @@ def test_the_stock_of_a_0006_database_opens_its_ledger(
     bus.handle(commands.Allocate("o4", "VASE", 1))
     bus.handle(commands.CreateBatch("vase-2", "VASE", 5))  # o3 (4), waiting, is served
     assert stock.check_movements(uow_factory).disagreements == []
+
+
+def _database_url(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of the dialect's: PostgreSQL's fixture, or a SQLite file."""
+    if dialect == "postgres":
+        return str(request.getfixturevalue("fresh_postgres_url"))
+    return f"sqlite:///{tmp_path / 'allocation.sqlite3'}"
+
+
+def _at_revision_0005_with_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        command.upgrade(database.alembic_config(connection), "0005")
+    _fill_revision_0005(engine)
+
+
+def _assert_at_head_with_the_rows(
+    engine: Engine, before: dict[str, list[tuple[object, ...]]]
+) -> None:
+    """At head, and every table still holds its rows (new columns aside)."""
+    assert_at_head(engine)
+    for table, rows in before.items():
+        after = _table_rows(engine, table)
+        assert sorted((row[: len(rows[0])] for row in after), key=repr) == rows, table
 
 
 def _table_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
