@@ -70,8 +70,9 @@ def make_engine(
     no index to use still scans; reports over whole tables run without it.
     """
     url = make_url(database_url)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30}, **_isolation(autocommit))
+        engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": 3, **KEEPALIVES}
@@ -88,17 +89,13 @@ def make_engine(
         max_overflow=10,
         # An autocommit connection has nothing to roll back when it returns.
         pool_reset_on_return=None if autocommit else "rollback",
-        **_isolation(autocommit),
+        **options,
     )
     _follow_failovers(engine)
     if own_transactions:
         event.listen(engine, "before_cursor_execute", _begin_in_front, retval=True)
         _OWN_TRANSACTIONS.add(engine)
     return engine
-
-
-def _isolation(autocommit: bool) -> dict[str, Any]:
-    return {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
 
 
 # libpq's keepalives on a silent connection: the first probe after 2 s, then one a
@@ -250,7 +247,7 @@ def is_unavailable(error: sa_exc.DBAPIError) -> bool:
         # 57014: a statement ran past the statement timeout.
         if sqlstate is None:
             return "database is locked" not in str(error.orig)
-        return str(sqlstate).startswith(("08", "57P", "57014"))
+        return str(sqlstate).startswith(("08", "57P", STATEMENT_TIMEOUT_SQLSTATE))
     return False
 
 
