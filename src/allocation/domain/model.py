@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from allocation.domain import events
@@ -491,22 +491,21 @@ class Product:
     def _moved(
         self, kind: MovementKind, qty: int, batchref: str, reason: str, **refs: str | None
     ) -> None:
-        """Records a change of the available stock; its version is set when the change ends."""
+        """Records a change of the available stock, made inside a _change(): it carries
+        the version that change ends with."""
         self.movement_seq += 1
-        self.movements.append(Movement(self.movement_seq, kind, qty, batchref, 0, reason, **refs))
+        version = self.version_number + 1
+        self.movements.append(
+            Movement(self.movement_seq, kind, qty, batchref, version, reason, **refs)
+        )
 
     @contextmanager
     def _change(self) -> Iterator[None]:
-        """One change: the version moves once, the movements it recorded carry the new
-        version, and a sell-out or a return to stock is announced once, from the stock
-        before and after."""
+        """One change (never nested): the version moves once, and a sell-out or a return
+        to stock is announced once, from the stock before and after."""
         before = self.available_quantity
-        first = len(self.movements)
         yield
         self.version_number += 1
-        self.movements[first:] = [
-            replace(m, version=self.version_number) for m in self.movements[first:]
-        ]
         after = self.available_quantity
         if before > 0 and after == 0:
             self.events.append(events.SoldOut(self.sku))
