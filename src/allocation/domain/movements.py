@@ -13,14 +13,6 @@ from typing import Literal
 MovementKind = Literal[
     "batch_added", "batch_changed", "allocated", "deallocated", "hold_placed", "hold_ended"
 ]
-KINDS: tuple[MovementKind, ...] = (
-    "batch_added",
-    "batch_changed",
-    "allocated",
-    "deallocated",
-    "hold_placed",
-    "hold_ended",
-)
 
 
 @dataclass(frozen=True)

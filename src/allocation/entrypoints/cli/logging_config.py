@@ -88,9 +88,6 @@ class TextFormatter(logging.Formatter):
             line = f"{line}\n{self.formatStack(record.stack_info)}"
         return line
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().formatMessage(record))
-
     def formatException(self, ei: Any) -> str:
         """The traceback, every line indented: an exception's message may carry what a
         client sent, and no line of it may pass for a record of its own (a record
