@@ -72,8 +72,7 @@ class Hold:
         return self.status == "active" and self.expires_at <= now
 
     def state(self, now: datetime) -> HoldStatus:
-        """Its status as a client sees it: an active hold past its time is expired."""
-        return "expired" if self.is_due(now) else self.status
+        return status_seen_at(self.status, self.expires_at, now)
 
     def seen_at(self, now: datetime) -> HoldState:
         return HoldState(
@@ -89,3 +88,9 @@ class Hold:
     def end(self, reason: HoldEndReason, orderid: str | None = None) -> None:
         self.status = "released" if reason == "batch_reduced" else reason
         self.orderid = orderid
+
+
+def status_seen_at(status: HoldStatus, expires_at: datetime, now: datetime) -> HoldStatus:
+    """A hold's status as a client sees it at ``now``: an active hold past its time is
+    expired, though nothing has expired it yet."""
+    return "expired" if status == "active" and expires_at <= now else status

@@ -17,7 +17,7 @@ from allocation.adapters.sql import database, orm
 from allocation.adapters.sql.statements import Statement, mark_prepared, param, preamble, statement
 from allocation.domain.availability import Availability
 from allocation.domain.exceptions import DatabaseUnavailable, SchemaNotMigrated
-from allocation.domain.holds import HoldState
+from allocation.domain.holds import HoldState, status_seen_at
 from allocation.domain.movements import Movement
 from allocation.service_layer.ports import (
     AbstractReadModel,
@@ -139,8 +139,7 @@ class SqlReadModel(AbstractReadModel):
             return None
         holdid, sku, qty, batchref, status, expires_at, orderid = rows[0]
         expires_at = _utc(expires_at)
-        if status == "active" and expires_at <= now:  # over, though not yet expired
-            status = "expired"
+        status = status_seen_at(status, expires_at, now)
         return HoldState(holdid, sku, qty, batchref, status, expires_at, orderid)
 
     def movements(self, sku: str, after: int, limit: int) -> list[MovementRecord]:
