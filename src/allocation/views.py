@@ -54,8 +54,9 @@ def movements(
 ) -> MovementsPage | None:
     """The SKU's movements after ``after``, oldest first, ``limit`` at most; None for an
     unknown SKU."""
-    if not read_model.availability([sku]):
-        return None
     found = read_model.movements(sku, after, limit + 1)
+    # A SKU that exists has a movement from its first batch: only an empty page asks.
+    if not found and not read_model.availability([sku]):
+        return None
     records = found[:limit]
     return MovementsPage(records, records[-1].movement.seq if len(found) > limit else None)
