@@ -114,9 +114,10 @@ def api(settings: Settings) -> Api:
     return Api(bus, uow_factory, read_model, ReadinessProbe(engine, redis_client).check)
 
 
-def make_uow_factory(settings: Settings) -> UnitOfWorkFactory:
-    """Units of Work on the configured database (also for work that is not the bus's)."""
-    return sqlalchemy_uow_factory(make_engine(settings))
+def make_uow_factory(settings: Settings, by_key: bool = True) -> UnitOfWorkFactory:
+    """Units of Work on the configured database (also for work that is not the bus's);
+    without ``by_key`` for reports that read whole tables (database.make_engine)."""
+    return sqlalchemy_uow_factory(make_engine(settings, by_key=by_key))
 
 
 def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> inbound.Inbox:
@@ -126,15 +127,15 @@ def inbox(settings: Settings, parse: inbound.Parser, stop: threading.Event) -> i
     return inbound.Inbox(bus, factory, parse, settings.consumer_max_attempts, stop)
 
 
-def make_engine(settings: Settings, autocommit: bool = False) -> Engine:
-    """An engine for the service's work, which finds its rows by key; without
-    ``autocommit``, for Units of Work, which send their own BEGIN and COMMIT
-    (database.py)."""
+def make_engine(settings: Settings, autocommit: bool = False, by_key: bool = True) -> Engine:
+    """An engine for the service's work, which finds its rows by key (unless told
+    otherwise); without ``autocommit``, for Units of Work, which send their own BEGIN
+    and COMMIT (database.py)."""
     return database.make_engine(
         settings.database_url,
         autocommit=autocommit,
         statement_timeout_ms=settings.statement_timeout_ms,
-        by_key=True,
+        by_key=by_key,
         own_transactions=not autocommit,
     )
 

@@ -67,7 +67,7 @@ def make_engine(
     of that moment; made while a table was nearly empty (a new deployment, a new
     table), it reads the whole table, and goes on doing so as the table grows: the
     hold loads took 0.5 ms instead of 0.02 after 8,000 holds. Only a statement with
-    no index to use still scans; reports over whole tables run without it.
+    no index to use still scans; reports over whole tables (the command line's) run without it.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}

@@ -26,6 +26,7 @@ from allocation.entrypoints.workers import relay as relay_process
 from allocation.service_layer import dead_letters, read_model, stock
 from allocation.service_layer import relay as outbox_relay
 from allocation.service_layer.inbound import Outcome, Rejected
+from allocation.service_layer.messagebus import UnitOfWorkFactory
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 logger = logging.getLogger("allocation")
@@ -57,9 +58,15 @@ def _migrated_settings() -> Settings:
     return settings
 
 
+def _uow_factory() -> UnitOfWorkFactory:
+    """Units of Work on the configured database, once it is known to be migrated. An
+    operator's commands read whole tables (reports, rebuilds) on short-lived
+    connections, so they plan their statements freely (no ``by_key``)."""
+    return bootstrap.make_uow_factory(_migrated_settings(), by_key=False)
+
+
 def _unit_of_work() -> AbstractUnitOfWork:
-    """A Unit of Work on the configured database, once it is known to be migrated."""
-    return bootstrap.make_uow_factory(_migrated_settings())()
+    return _uow_factory()()
 
 
 def _one_line_errors(command: F) -> F:
@@ -301,7 +308,7 @@ def check_movements(sku: str | None) -> None:
     """Recompute each SKU's sum of stock movements and compare it with its available
     stock; print every SKU that disagrees and exit 1 if any does."""
 
-    check = stock.check_movements(bootstrap.make_uow_factory(_migrated_settings()), sku)
+    check = stock.check_movements(_uow_factory(), sku)
     if sku is not None and check.checked == 0:
         raise click.ClickException(f"unknown SKU {sku}")
     for disagreement in check.disagreements:
