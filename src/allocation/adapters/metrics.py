@@ -22,32 +22,16 @@ from prometheus_client import (
 )
 
 from allocation.adapters.request_metrics import RequestCollector, RequestStats
+from allocation.adapters.this_process import ThisProcess
 from allocation.domain import events
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
-
-class _ThisProcess:
-    """This process's id, asked of the system once and again only after a fork.
-
-    prometheus-client's multiprocess values ask for it on every increment (a system
-    call each, three per request) to notice a fork; its documented hook,
-    ``MultiProcessValue(process_identifier)``, takes this cheaper answer instead."""
-
-    pid = os.getpid()
-
-    @classmethod
-    def refresh(cls) -> None:
-        cls.pid = os.getpid()
-
-    @classmethod
-    def identifier(cls) -> int:
-        return cls.pid
-
-
-os.register_at_fork(after_in_child=_ThisProcess.refresh)
+# prometheus-client's multiprocess values ask for the pid on every increment (three
+# system calls a request); its documented hook, MultiProcessValue(process_identifier),
+# takes the cached answer instead.
 if values.ValueClass is not values.MutexValue:  # multiprocess mode (PROMETHEUS_MULTIPROC_DIR)
     values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
-        process_identifier=_ThisProcess.identifier
+        process_identifier=ThisProcess.identifier
     )
 
 ALLOCATIONS = Counter("allocation_allocations_total", "Order lines allocated (reallocations too)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -11,23 +10,10 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from allocation.adapters.this_process import ThisProcess
 from allocation.service_layer import log_context
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]%(context)s %(message)s"
-
-
-class _Process:
-    """This process's id, asked of the system once and again only after a fork (the
-    logging module would ask on every record)."""
-
-    pid = os.getpid()
-
-    @classmethod
-    def refresh(cls) -> None:
-        cls.pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_Process.refresh)
 
 
 class ContextFilter(logging.Filter):
@@ -35,7 +21,7 @@ class ContextFilter(logging.Filter):
     (``context`` for text output)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.process = _Process.pid
+        record.process = ThisProcess.pid
         fields = log_context.current()
         if fields:
             record.__dict__.update(fields)
